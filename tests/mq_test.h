@@ -1,0 +1,31 @@
+/*
+ * mq_test: the small layer our CUnit suites share: running one suite from
+ * main(), temporary directories, and waiting for a condition with a deadline
+ * (tests wait on conditions, never on fixed sleeps).
+ */
+#ifndef MQ_TEST_H
+#define MQ_TEST_H
+
+#include <CUnit/CUnit.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Runs the tests of one suite (verbose), returns the process exit code:
+ * 0 when every test passed. init/cleanup may be NULL. */
+int mq_test_run(const char *suite, CU_TestInfo *tests, CU_InitializeFunc init,
+                CU_CleanupFunc cleanup);
+
+/* Creates a fresh directory under $TMPDIR (or /tmp) named after prefix and
+ * returns its path (static storage per call: copy it if kept). */
+const char *mq_test_tmpdir(const char *prefix);
+
+/* Calls cond(arg) until it returns true or timeout_ms passed, backing off
+ * from 1 ms to 50 ms between calls. Returns the last result. */
+bool mq_test_wait(bool (*cond)(void *arg), void *arg, uint32_t timeout_ms);
+
+/* The source and build directories (from MQ_SOURCE_DIR / MQ_BINARY_DIR set by
+ * CTest, or the compile-time defaults). */
+const char *mq_test_source_dir(void);
+const char *mq_test_binary_dir(void);
+
+#endif
