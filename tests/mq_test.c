@@ -82,3 +82,43 @@ const char *mq_test_binary_dir(void)
     const char *s = getenv("MQ_BINARY_DIR");
     return s && *s ? s : MQ_TEST_DEFAULT_BINARY_DIR;
 }
+
+static char mq_test_zk_dir[PATH_MAX];
+
+bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms)
+{
+    snprintf(mq_test_zk_dir, sizeof(mq_test_zk_dir), "%s", mq_test_tmpdir("zk"));
+    char cmd[PATH_MAX * 2 + 64];
+    snprintf(cmd, sizeof(cmd), "%s/scripts/zookeeper.sh start --dir %s --tick-ms %u",
+             mq_test_source_dir(), mq_test_zk_dir, tick_ms ? tick_ms : 500);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        perror("popen");
+        return false;
+    }
+    char line[256] = "";
+    char *got = fgets(line, sizeof(line), p);
+    int rc = pclose(p);
+    if (!got || rc != 0) {
+        fprintf(stderr, "ZooKeeper did not start (%s), see %s/zk.log\n", cmd, mq_test_zk_dir);
+        return false;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    snprintf(hostport, cap, "%s", line);
+    return true;
+}
+
+void mq_test_zk_stop(void)
+{
+    if (!mq_test_zk_dir[0]) {
+        return;
+    }
+    char cmd[PATH_MAX * 2 + 64];
+    snprintf(cmd, sizeof(cmd), "%s/scripts/zookeeper.sh stop --dir %s", mq_test_source_dir(),
+             mq_test_zk_dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not stop ZooKeeper in %s\n", mq_test_zk_dir);
+    }
+    mq_fs_remove_tree(mq_test_zk_dir);
+    mq_test_zk_dir[0] = '\0';
+}

@@ -8,6 +8,7 @@
 
 #include <CUnit/CUnit.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Runs the tests of one suite (verbose), returns the process exit code:
@@ -27,5 +28,15 @@ bool mq_test_wait(bool (*cond)(void *arg), void *arg, uint32_t timeout_ms);
  * CTest, or the compile-time defaults). */
 const char *mq_test_source_dir(void);
 const char *mq_test_binary_dir(void);
+
+/*
+ * Starts a real ZooKeeper (scripts/zookeeper.sh) in a new temp dir and writes
+ * "127.0.0.1:port" to hostport. Returns false (with a message on stderr) when
+ * it did not come up. tick_ms sets ZooKeeper's tickTime (the minimum session
+ * timeout is 2 ticks); 0 means 500 ms, which keeps session-expiry tests fast.
+ */
+bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms);
+/* Stops the ZooKeeper started by mq_test_zk_start (if any). */
+void mq_test_zk_stop(void);
 
 #endif
