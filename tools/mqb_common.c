@@ -1,0 +1,85 @@
+/*
+ * mqb_common: helpers shared by mqbench subcommands.
+ */
+#include "mqb_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mq_util.h"
+
+bool mqb_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s) {
+        return false;
+    }
+    uint64_t mul = 1;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mul = 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024ull * 1024 * 1024;
+        end++;
+        break;
+    default:
+        return false;
+    }
+    if (*end == 'i' || *end == 'B' || *end == 'b') {
+        end++;
+    }
+    if (*end != '\0') {
+        return false;
+    }
+    *out = (uint64_t)v * mul;
+    return true;
+}
+
+void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len)
+{
+    uint64_t state = mq_mix64(ledger_id * 0x9E3779B97F4A7C15ull ^ (uint64_t)entry_id);
+    size_t i = 0;
+    while (i + 8 <= len) {
+        state = mq_mix64(state);
+        memcpy(buf + i, &state, 8);
+        i += 8;
+    }
+    if (i < len) {
+        state = mq_mix64(state);
+        memcpy(buf + i, &state, len - i);
+    }
+}
+
+void mqb_print_latency(const char *label, const mq_hist_t *h)
+{
+    printf("%s latency (us): p50 %.0f  p99 %.0f  p999 %.0f  max %.0f  mean %.0f  (n=%llu)\n", label,
+           (double)mq_hist_quantile(h, 0.50) / 1e3, (double)mq_hist_quantile(h, 0.99) / 1e3,
+           (double)mq_hist_quantile(h, 0.999) / 1e3, (double)(h->count ? h->max : 0) / 1e3,
+           h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0,
+           (unsigned long long)h->count);
+}
+
+void mqb_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "mqbench %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see mqbench %s --help)\n", cmd);
+    exit(2);
+}
