@@ -48,6 +48,10 @@ int main(int argc, char **argv)
             mq_conf_print_help(stdout, bk_conf_keys, bk_conf_nkeys);
             free(sets);
             return 0;
+        } else if (strcmp(argv[i], "--help-config-markdown") == 0) {
+            mq_conf_print_markdown(stdout, bk_conf_keys, bk_conf_nkeys);
+            free(sets);
+            return 0;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             bk_main_usage(stdout);
             free(sets);

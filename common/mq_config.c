@@ -241,6 +241,24 @@ void mq_conf_print_help(FILE *out, const mq_conf_key_t *keys, size_t nkeys)
     }
 }
 
+void mq_conf_print_markdown(FILE *out, const mq_conf_key_t *keys, size_t nkeys)
+{
+    fprintf(out, "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < nkeys; i++) {
+        const mq_conf_key_t *k = &keys[i];
+        char range[64] = "";
+        if (k->type == MQ_CONF_INT) {
+            snprintf(range, sizeof(range), "%.0f..%.0f", k->min, k->max);
+        } else if (k->type == MQ_CONF_DOUBLE) {
+            snprintf(range, sizeof(range), "%g..%g", k->min, k->max);
+        }
+        char def[160];
+        snprintf(def, sizeof(def), k->defval[0] ? "`%s`" : "(empty)%s", k->defval);
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", k->name, mq_conf_type_name(k->type), def,
+                range, k->doc);
+    }
+}
+
 void mq_conf_print_values(FILE *out, const mq_conf_key_t *keys, size_t nkeys, const void *conf)
 {
     for (size_t i = 0; i < nkeys; i++) {

@@ -70,6 +70,8 @@ mq_err_t mq_conf_load(const mq_conf_key_t *keys, size_t nkeys, void *conf, const
 void mq_conf_fini(const mq_conf_key_t *keys, size_t nkeys, void *conf);
 /* Prints every key with its type, default, range and meaning. */
 void mq_conf_print_help(FILE *out, const mq_conf_key_t *keys, size_t nkeys);
+/* Prints the same as a Markdown table (docs are generated from this). */
+void mq_conf_print_markdown(FILE *out, const mq_conf_key_t *keys, size_t nkeys);
 /* Prints the effective values, one "key=value" per line. */
 void mq_conf_print_values(FILE *out, const mq_conf_key_t *keys, size_t nkeys, const void *conf);
 

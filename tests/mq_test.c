@@ -85,8 +85,20 @@ const char *mq_test_binary_dir(void)
 
 static char mq_test_zk_dir[PATH_MAX];
 
+/* A test that stops on a fatal assertion skips its own cleanup: the
+ * ZooKeeper it started must not outlive the process. */
+static void mq_test_zk_atexit(void)
+{
+    mq_test_zk_stop();
+}
+
 bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms)
 {
+    static bool registered;
+    if (!registered) {
+        atexit(mq_test_zk_atexit);
+        registered = true;
+    }
     snprintf(mq_test_zk_dir, sizeof(mq_test_zk_dir), "%s", mq_test_tmpdir("zk"));
     char cmd[PATH_MAX * 2 + 64];
     snprintf(cmd, sizeof(cmd), "%s/scripts/zookeeper.sh start --dir %s --tick-ms %u",

@@ -53,9 +53,33 @@ static int it_free_port(void)
     return ntohs(a.sin_port);
 }
 
+/* The cluster of the running test, killed at exit if a fatal assertion
+ * skipped it_cluster_fini. */
+static it_cluster_t *it_current;
+
+static void it_cluster_atexit(void)
+{
+    if (!it_current) {
+        return;
+    }
+    for (int i = 0; i < it_current->nbookies; i++) {
+        if (it_current->bookies[i].pid > 0) {
+            kill(it_current->bookies[i].pid, SIGKILL);
+            it_wait_pid(it_current->bookies[i].pid, 10000);
+        }
+    }
+    fprintf(stderr, "\n  test stopped early; logs kept in %s\n", it_current->dir);
+}
+
 bool it_cluster_init(it_cluster_t *c, const char *name)
 {
+    static bool registered;
+    if (!registered) {
+        atexit(it_cluster_atexit);
+        registered = true;
+    }
     memset(c, 0, sizeof(*c));
+    it_current = c;
     snprintf(c->dir, sizeof(c->dir), "%s", mq_test_tmpdir(name));
     if (!mq_test_zk_start(c->zk_addr, sizeof(c->zk_addr), 500)) {
         return false;
@@ -130,6 +154,7 @@ void it_cluster_fini(it_cluster_t *c)
         c->zk = NULL;
     }
     mq_test_zk_stop();
+    it_current = NULL;
     if (bad == 0 && !getenv("MQ_TEST_KEEP")) {
         mq_fs_remove_tree(c->dir);
     } else {
