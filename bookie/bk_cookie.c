@@ -64,7 +64,8 @@ static void bk_cookie_value(const char *text, const char *key, char *out, size_t
 {
     size_t klen = strlen(key);
     out[0] = '\0';
-    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
             const char *v = line + klen + 1;
             size_t n = strcspn(v, "\n");

@@ -23,7 +23,7 @@
 
 typedef struct bk_cookie_ctx {
     zk_client_t *zk;
-    const char *root;      /* zkLedgersRootPath */
+    const char *root; /* zkLedgersRootPath */
     const char *bookie_id;
     const char *const *journal_dirs;
     size_t njournal_dirs;

@@ -73,35 +73,34 @@ static void bk_http_metrics(bk_server_t *srv, char *out, size_t cap)
     bk_journal_get_stats(srv->journal, &js);
     bk_storage_get_stats(srv->storage, &ss);
     const bk_counters_t *c = &srv->counters;
-    snprintf(out, cap,
-             "# TYPE bookie_add_entries_total counter\nbookie_add_entries_total %llu\n"
-             "# TYPE bookie_add_bytes_total counter\nbookie_add_bytes_total %llu\n"
-             "# TYPE bookie_add_errors_total counter\nbookie_add_errors_total %llu\n"
-             "# TYPE bookie_read_entries_total counter\nbookie_read_entries_total %llu\n"
-             "# TYPE bookie_read_bytes_total counter\nbookie_read_bytes_total %llu\n"
-             "# TYPE bookie_read_errors_total counter\nbookie_read_errors_total %llu\n"
-             "# TYPE bookie_fences_total counter\nbookie_fences_total %llu\n"
-             "# TYPE bookie_bad_requests_total counter\nbookie_bad_requests_total %llu\n"
-             "# TYPE bookie_journal_syncs_total counter\nbookie_journal_syncs_total %llu\n"
-             "# TYPE bookie_journal_bytes_total counter\nbookie_journal_bytes_total %llu\n"
-             "# TYPE bookie_journal_sync_seconds_total counter\n"
-             "bookie_journal_sync_seconds_total %.6f\n"
-             "# TYPE bookie_checkpoints_total counter\nbookie_checkpoints_total %llu\n"
-             "# TYPE bookie_write_cache_bytes gauge\nbookie_write_cache_bytes %zu\n"
-             "# TYPE bookie_ledgers gauge\nbookie_ledgers %zu\n"
-             "# TYPE bookie_read_only gauge\nbookie_read_only %d\n"
-             "# TYPE bookie_disk_usage_ratio gauge\nbookie_disk_usage_ratio %.4f\n",
-             (unsigned long long)atomic_load(&c->adds), (unsigned long long)atomic_load(&c->add_bytes),
-             (unsigned long long)atomic_load(&c->add_errors),
-             (unsigned long long)atomic_load(&c->reads),
-             (unsigned long long)atomic_load(&c->read_bytes),
-             (unsigned long long)atomic_load(&c->read_errors),
-             (unsigned long long)atomic_load(&c->fences),
-             (unsigned long long)atomic_load(&c->bad_requests), (unsigned long long)js.syncs,
-             (unsigned long long)js.bytes, (double)js.sync_ns / 1e9,
-             (unsigned long long)atomic_load(&c->checkpoints), bk_storage_cache_bytes(srv->storage),
-             bk_ledgers_count(srv->ledgers), atomic_load(&srv->read_only) ? 1 : 0,
-             srv->disk_usage);
+    snprintf(
+        out, cap,
+        "# TYPE bookie_add_entries_total counter\nbookie_add_entries_total %llu\n"
+        "# TYPE bookie_add_bytes_total counter\nbookie_add_bytes_total %llu\n"
+        "# TYPE bookie_add_errors_total counter\nbookie_add_errors_total %llu\n"
+        "# TYPE bookie_read_entries_total counter\nbookie_read_entries_total %llu\n"
+        "# TYPE bookie_read_bytes_total counter\nbookie_read_bytes_total %llu\n"
+        "# TYPE bookie_read_errors_total counter\nbookie_read_errors_total %llu\n"
+        "# TYPE bookie_fences_total counter\nbookie_fences_total %llu\n"
+        "# TYPE bookie_bad_requests_total counter\nbookie_bad_requests_total %llu\n"
+        "# TYPE bookie_journal_syncs_total counter\nbookie_journal_syncs_total %llu\n"
+        "# TYPE bookie_journal_bytes_total counter\nbookie_journal_bytes_total %llu\n"
+        "# TYPE bookie_journal_sync_seconds_total counter\n"
+        "bookie_journal_sync_seconds_total %.6f\n"
+        "# TYPE bookie_checkpoints_total counter\nbookie_checkpoints_total %llu\n"
+        "# TYPE bookie_write_cache_bytes gauge\nbookie_write_cache_bytes %zu\n"
+        "# TYPE bookie_ledgers gauge\nbookie_ledgers %zu\n"
+        "# TYPE bookie_read_only gauge\nbookie_read_only %d\n"
+        "# TYPE bookie_disk_usage_ratio gauge\nbookie_disk_usage_ratio %.4f\n",
+        (unsigned long long)atomic_load(&c->adds), (unsigned long long)atomic_load(&c->add_bytes),
+        (unsigned long long)atomic_load(&c->add_errors), (unsigned long long)atomic_load(&c->reads),
+        (unsigned long long)atomic_load(&c->read_bytes),
+        (unsigned long long)atomic_load(&c->read_errors),
+        (unsigned long long)atomic_load(&c->fences),
+        (unsigned long long)atomic_load(&c->bad_requests), (unsigned long long)js.syncs,
+        (unsigned long long)js.bytes, (double)js.sync_ns / 1e9,
+        (unsigned long long)atomic_load(&c->checkpoints), bk_storage_cache_bytes(srv->storage),
+        bk_ledgers_count(srv->ledgers), atomic_load(&srv->read_only) ? 1 : 0, srv->disk_usage);
 }
 
 static void bk_http_handle(bk_http_conn_t *c)

@@ -89,10 +89,10 @@ typedef struct bk_journal bk_journal_t;
 
 typedef struct bk_journal_stats {
     uint64_t records;
-    uint64_t bytes;       /* record bytes written, padding included */
-    uint64_t writes;      /* write() calls */
-    uint64_t syncs;       /* fdatasync calls */
-    uint64_t sync_ns;     /* total time in fdatasync */
+    uint64_t bytes;   /* record bytes written, padding included */
+    uint64_t writes;  /* write() calls */
+    uint64_t syncs;   /* fdatasync calls */
+    uint64_t sync_ns; /* total time in fdatasync */
     uint64_t files_created;
     uint64_t files_recycled;
 } bk_journal_stats_t;

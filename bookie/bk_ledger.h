@@ -51,7 +51,8 @@ mq_err_t bk_ledgers_fence(bk_ledgers_t *lt, uint64_t ledger_id, const uint8_t *k
 /* The fence record of ledger_id is durable. */
 void bk_ledgers_fence_durable(bk_ledgers_t *lt, uint64_t ledger_id);
 /* Replay: apply a journaled master key / fence / entry LAC. */
-void bk_ledgers_replay_key(bk_ledgers_t *lt, uint64_t ledger_id, const uint8_t *key, size_t key_len);
+void bk_ledgers_replay_key(bk_ledgers_t *lt, uint64_t ledger_id, const uint8_t *key,
+                           size_t key_len);
 void bk_ledgers_replay_fence(bk_ledgers_t *lt, uint64_t ledger_id);
 void bk_ledgers_replay_lac(bk_ledgers_t *lt, uint64_t ledger_id, int64_t lac);
 

@@ -16,16 +16,15 @@
 
 static void bk_main_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mqbookie -c <bookie.conf> [--set key=value]... [--format]\n"
-            "       mqbookie --help-config\n"
-            "\n"
-            "  -c, --conf FILE     configuration file (key=value, BookKeeper key names)\n"
-            "  --set key=value     override one key (repeatable)\n"
-            "  --format            delete this bookie's data and its ZooKeeper cookie, so it\n"
-            "                      can start as a new, empty bookie; then exit\n"
-            "  --help-config       print every configuration key with its default\n"
-            "  --print-config      print the effective configuration and exit\n");
+    fprintf(out, "usage: mqbookie -c <bookie.conf> [--set key=value]... [--format]\n"
+                 "       mqbookie --help-config\n"
+                 "\n"
+                 "  -c, --conf FILE     configuration file (key=value, BookKeeper key names)\n"
+                 "  --set key=value     override one key (repeatable)\n"
+                 "  --format            delete this bookie's data and its ZooKeeper cookie, so it\n"
+                 "                      can start as a new, empty bookie; then exit\n"
+                 "  --help-config       print every configuration key with its default\n"
+                 "  --print-config      print the effective configuration and exit\n");
 }
 
 int main(int argc, char **argv)

@@ -222,7 +222,8 @@ static mq_err_t bk_req_journal_key(bk_server_t *srv, uint64_t ledger_id, const u
     memcpy(buf->data + 8, key, key_len);
     buf->len = 8 + key_len;
     mq_slice_t s = {buf, buf->data, buf->len};
-    mq_err_t err = bk_journal_append(srv->journal, BK_JREC_MASTER_KEY, &s, bk_req_journal_noop, NULL);
+    mq_err_t err =
+        bk_journal_append(srv->journal, BK_JREC_MASTER_KEY, &s, bk_req_journal_noop, NULL);
     mq_buf_unref(buf);
     return err;
 }
@@ -348,9 +349,9 @@ static void bk_req_read_entry(bk_server_t *srv, bk_read_task_t *t)
     }
     err = bk_storage_get(srv->storage, op->ledger_id, op->entry_id, &t->data);
     lc_entry_hdr_t hdr;
-    if (err == MQ_OK && (lc_entry_verify(t->data.ptr, t->data.len, &hdr) != MQ_OK ||
-                         hdr.ledger_id != op->ledger_id ||
-                         (op->entry_id >= 0 && hdr.entry_id != op->entry_id))) {
+    if (err == MQ_OK &&
+        (lc_entry_verify(t->data.ptr, t->data.len, &hdr) != MQ_OK ||
+         hdr.ledger_id != op->ledger_id || (op->entry_id >= 0 && hdr.entry_id != op->entry_id))) {
         /* Checked on every read: a bad copy is reported, never served. */
         MQ_LOG_ERROR("stored entry is corrupt ledger=%llu entry=%lld",
                      (unsigned long long)op->ledger_id, (long long)op->entry_id);
@@ -401,7 +402,8 @@ static void bk_req_list(bk_server_t *srv, bk_read_task_t *t)
         err = bk_storage_entry_ranges(srv->storage, op->ledger_id, &pairs, &n);
     }
     bk_req_resp_init(&t->resp, BK_OP_LIST, err, op->ledger_id, -1,
-                     err == MQ_OK ? NULL : (err == MQ_ENOLEDGER ? "no such ledger" : "listing failed"));
+                     err == MQ_OK ? NULL
+                                  : (err == MQ_ENOLEDGER ? "no such ledger" : "listing failed"));
     if (err == MQ_OK) {
         mq_buf_t *buf = mq_buf_new(n * 16);
         for (size_t i = 0; i < 2 * n; i++) {

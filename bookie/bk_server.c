@@ -336,8 +336,8 @@ static mq_err_t bk_srv_parse_dirs(bk_server_t *srv, char *errbuf, size_t errlen)
         return MQ_ECONFIG;
     }
     for (size_t i = 0; i < srv->njournal_dirs + srv->nledger_dirs; i++) {
-        const char *dir =
-            i < srv->njournal_dirs ? srv->journal_dirs[i] : srv->ledger_dirs[i - srv->njournal_dirs];
+        const char *dir = i < srv->njournal_dirs ? srv->journal_dirs[i]
+                                                 : srv->ledger_dirs[i - srv->njournal_dirs];
         mq_err_t err = mq_fs_mkdirs(dir);
         if (err != MQ_OK) {
             snprintf(errbuf, errlen, "cannot create directory %s: %s", dir, mq_err_str(err));
@@ -534,8 +534,8 @@ mq_err_t bk_server_start(const bk_conf_t *conf, bk_server_t **out, char *errbuf,
         return err;
     }
     mq_executor_schedule(srv->admin, 0, (uint64_t)conf->diskCheckInterval, bk_srv_disk_tick, srv);
-    MQ_LOG_INFO("bookie started id=%s port=%d journal=%s ledgers=%s sync=%s",
-                srv->bookie_id, bk_server_port(srv), srv->journal_dirs[0], conf->ledgerDirectories,
+    MQ_LOG_INFO("bookie started id=%s port=%d journal=%s ledgers=%s sync=%s", srv->bookie_id,
+                bk_server_port(srv), srv->journal_dirs[0], conf->ledgerDirectories,
                 conf->journalSyncData ? "on" : "off");
     *out = srv;
     return MQ_OK;

@@ -114,8 +114,7 @@ static bool mq_conf_set(const mq_conf_key_t *key, void *conf, const char *value,
     return false;
 }
 
-static int mq_conf_ini_handler(void *user, const char *section, const char *name,
-                               const char *value)
+static int mq_conf_ini_handler(void *user, const char *section, const char *name, const char *value)
 {
     mq_conf_ctx_t *ctx = user;
     if (section && section[0] != '\0') {
@@ -142,8 +141,7 @@ void mq_conf_fini(const mq_conf_key_t *keys, size_t nkeys, void *conf)
 }
 
 mq_err_t mq_conf_load(const mq_conf_key_t *keys, size_t nkeys, void *conf, const char *path,
-                      const char *const *overrides, size_t noverrides, char *errbuf,
-                      size_t errlen)
+                      const char *const *overrides, size_t noverrides, char *errbuf, size_t errlen)
 {
     mq_conf_ctx_t ctx = {keys, nkeys, conf, ""};
     for (size_t i = 0; i < nkeys; i++) {
@@ -265,7 +263,8 @@ void mq_conf_print_values(FILE *out, const mq_conf_key_t *keys, size_t nkeys, co
         const char *field = (const char *)conf + keys[i].offset;
         switch (keys[i].type) {
         case MQ_CONF_INT:
-            fprintf(out, "%s=%lld\n", keys[i].name, (long long)*(const int64_t *)(const void *)field);
+            fprintf(out, "%s=%lld\n", keys[i].name,
+                    (long long)*(const int64_t *)(const void *)field);
             break;
         case MQ_CONF_DOUBLE:
             fprintf(out, "%s=%g\n", keys[i].name, *(const double *)(const void *)field);

@@ -55,7 +55,7 @@ typedef struct mq_conf_key {
 #define MQ_CONF_FIELD(name, type, def, min, max, doc) MQ_CONF_CTYPE_##type name;
 #define MQ_CONF_KEY_OF(st) MQ_CONF_KEY_OF_##st
 /* Each user defines MQ_CONF_KEY_OF_<struct> with MQ_CONF_KEY_ENTRY. */
-#define MQ_CONF_KEY_ENTRY(st, name, type, def, min, max, doc)                   \
+#define MQ_CONF_KEY_ENTRY(st, name, type, def, min, max, doc)                                      \
     {#name, MQ_CONF_##type, offsetof(st, name), def, (double)(min), (double)(max), doc},
 
 /*
@@ -64,8 +64,7 @@ typedef struct mq_conf_key {
  * with a message in errbuf naming the file and line; conf is left finalized.
  */
 mq_err_t mq_conf_load(const mq_conf_key_t *keys, size_t nkeys, void *conf, const char *path,
-                      const char *const *overrides, size_t noverrides, char *errbuf,
-                      size_t errlen);
+                      const char *const *overrides, size_t noverrides, char *errbuf, size_t errlen);
 /* Frees the STR values of conf. */
 void mq_conf_fini(const mq_conf_key_t *keys, size_t nkeys, void *conf);
 /* Prints every key with its type, default, range and meaning. */

@@ -91,7 +91,7 @@ static uint32_t mq_crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t mq_crc32c_hw_run(uint32_t crc, const uint8_t *p,
-                                                                    size_t len)
+                                                                   size_t len)
 {
     uint64_t c0 = crc;
     while (len && ((uintptr_t)p & 7)) {

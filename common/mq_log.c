@@ -36,7 +36,8 @@ int mq_log_level_parse(const char *name)
     return -1;
 }
 
-static void mq_log_vwrite(mq_log_level_t lvl, const char *file, int line, const char *fmt, va_list ap)
+static void mq_log_vwrite(mq_log_level_t lvl, const char *file, int line, const char *fmt,
+                          va_list ap)
 {
     char buf[2048];
     struct timeval tv;
@@ -46,9 +47,8 @@ static void mq_log_vwrite(mq_log_level_t lvl, const char *file, int line, const 
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
     int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s [%s] %s:%d ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), mq_log_names[lvl], mq_log_tname, base,
-                     line);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), mq_log_names[lvl], mq_log_tname, base, line);
     if (n < 0) {
         return;
     }

@@ -21,11 +21,11 @@ typedef enum mq_log_level {
 
 extern int mq_log_level;
 
-#define MQ_LOG(lvl, ...)                                                   \
-    do {                                                                   \
-        if ((int)(lvl) <= mq_log_level) {                                  \
-            mq_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);          \
-        }                                                                  \
+#define MQ_LOG(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((int)(lvl) <= mq_log_level) {                                                          \
+            mq_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                                  \
+        }                                                                                          \
     } while (0)
 
 #define MQ_LOG_ERROR(...) MQ_LOG(MQ_LOG_LVL_ERROR, __VA_ARGS__)
@@ -45,11 +45,11 @@ void mq_log_thread_name(const char *name);
  * Always-on invariant check. Never use it on bytes from the network or the
  * disk: those get MQ_ECORRUPT / MQ_EPROTO.
  */
-#define MQ_ASSERT(cond)                                                    \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            mq_log_abort(__FILE__, __LINE__, #cond);                       \
-        }                                                                  \
+#define MQ_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            mq_log_abort(__FILE__, __LINE__, #cond);                                               \
+        }                                                                                          \
     } while (0)
 
 void mq_log_abort(const char *file, int line, const char *what) __attribute__((noreturn));

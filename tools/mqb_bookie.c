@@ -31,10 +31,10 @@
 typedef struct mqb_ledger {
     uint64_t id;
     size_t bookie;
-    int64_t next;    /* next entry to issue */
-    int64_t limit;   /* entries 0..limit-1 are written / checked */
-    int64_t lac;     /* highest entry such that all below are acknowledged */
-    uint8_t *acked;  /* bitmap over 0..limit-1 */
+    int64_t next;   /* next entry to issue */
+    int64_t limit;  /* entries 0..limit-1 are written / checked */
+    int64_t lac;    /* highest entry such that all below are acknowledged */
+    uint8_t *acked; /* bitmap over 0..limit-1 */
 } mqb_ledger_t;
 
 typedef struct mqb_run {
@@ -133,7 +133,8 @@ static void mqb_record_failure(mqb_run_t *run, mq_err_t err, const char *msg)
 static void mqb_mark_acked(mqb_ledger_t *lg, int64_t e)
 {
     lg->acked[e / 8] |= (uint8_t)(1u << (e % 8));
-    while (lg->lac + 1 < lg->limit && (lg->acked[(lg->lac + 1) / 8] & (1u << ((lg->lac + 1) % 8)))) {
+    while (lg->lac + 1 < lg->limit &&
+           (lg->acked[(lg->lac + 1) / 8] & (1u << ((lg->lac + 1) % 8)))) {
         lg->lac++;
     }
 }
@@ -242,8 +243,7 @@ static void mqb_read_done(const lc_bk_result_t *res, void *arg)
         size_t plen = res->data.len - LC_ENTRY_HDR_SIZE;
         uint8_t *want = mq_malloc(plen ? plen : 1);
         mqb_payload(lg->id, op->entry_id, want, plen);
-        bool same = plen == run->size &&
-                    memcmp(want, res->data.ptr + LC_ENTRY_HDR_SIZE, plen) == 0;
+        bool same = plen == run->size && memcmp(want, res->data.ptr + LC_ENTRY_HDR_SIZE, plen) == 0;
         free(want);
         if (!same) {
             run->v_garbage++;
@@ -290,8 +290,8 @@ static void mqb_wait(mqb_run_t *run, const char *what)
         pthread_cond_timedwait(&run->cond, &run->lock, &ts);
         if (run->progress && !run->done) {
             uint64_t ok = run->progress_ok;
-            fprintf(stderr, "%s: %" PRIu64 " done, %" PRIu64 "/s, %.1f s\n", what, ok,
-                    ok - last_ok, (double)(mq_now_ns() - t0) / 1e9);
+            fprintf(stderr, "%s: %" PRIu64 " done, %" PRIu64 "/s, %.1f s\n", what, ok, ok - last_ok,
+                    (double)(mq_now_ns() - t0) / 1e9);
             last_ok = ok;
         }
     }
@@ -350,14 +350,20 @@ static bool mqb_load_ack_log(mqb_run_t *run, const char *path)
 int mqb_bookie_main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"bookies", required_argument, NULL, 'b'},  {"ledgers", required_argument, NULL, 'l'},
-        {"entries", required_argument, NULL, 'e'},  {"size", required_argument, NULL, 's'},
-        {"inflight", required_argument, NULL, 'k'}, {"verify", no_argument, NULL, 'v'},
-        {"verify-only", no_argument, NULL, 'V'},    {"ack-log", required_argument, NULL, 'a'},
+        {"bookies", required_argument, NULL, 'b'},
+        {"ledgers", required_argument, NULL, 'l'},
+        {"entries", required_argument, NULL, 'e'},
+        {"size", required_argument, NULL, 's'},
+        {"inflight", required_argument, NULL, 'k'},
+        {"verify", no_argument, NULL, 'v'},
+        {"verify-only", no_argument, NULL, 'V'},
+        {"ack-log", required_argument, NULL, 'a'},
         {"ledger-base", required_argument, NULL, 'B'},
         {"master-key", required_argument, NULL, 'm'},
-        {"recovery", no_argument, NULL, 'r'},       {"timeout-ms", required_argument, NULL, 't'},
-        {"progress", no_argument, NULL, 'p'},       {"help", no_argument, NULL, 'h'},
+        {"recovery", no_argument, NULL, 'r'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"progress", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     mqb_run_t run;
@@ -452,7 +458,8 @@ int mqb_bookie_main(int argc, char **argv)
     char *list = mq_strdup(bookies);
     size_t cap = 4;
     run.addrs = mq_malloc(cap * sizeof(*run.addrs));
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         if (run.naddrs == cap) {
             cap *= 2;
             run.addrs = mq_realloc(run.addrs, cap * sizeof(*run.addrs));
@@ -489,7 +496,8 @@ int mqb_bookie_main(int argc, char **argv)
             fprintf(run.ack_log, "# mqbench ack log v1\nsize %" PRIu64 "\nentries %" PRId64 "\n",
                     run.size, run.entries);
             for (uint64_t i = 0; i < run.nledgers; i++) {
-                fprintf(run.ack_log, "L %" PRIu64 " %zu\n", run.ledgers[i].id, run.ledgers[i].bookie);
+                fprintf(run.ack_log, "L %" PRIu64 " %zu\n", run.ledgers[i].id,
+                        run.ledgers[i].bookie);
             }
         }
     }
@@ -541,12 +549,12 @@ int mqb_bookie_main(int argc, char **argv)
         double secs = (double)(mq_now_ns() - t0) / 1e9;
         uint64_t checked = run.v_ok + run.v_missing + run.v_garbage + run.v_errors +
                            run.v_unacked_present + run.v_unacked_absent;
-        printf("verify: %" PRIu64 " entries checked in %.3f s: %" PRIu64 " acknowledged and intact, "
-               "%" PRIu64 " acknowledged but MISSING, %" PRIu64 " GARBAGE, %" PRIu64
-               " read errors, %" PRIu64 " unacknowledged present, %" PRIu64
-               " unacknowledged absent\n",
-               checked, secs, run.v_ok, run.v_missing, run.v_garbage, run.v_errors,
-               run.v_unacked_present, run.v_unacked_absent);
+        printf(
+            "verify: %" PRIu64 " entries checked in %.3f s: %" PRIu64 " acknowledged and intact, "
+            "%" PRIu64 " acknowledged but MISSING, %" PRIu64 " GARBAGE, %" PRIu64
+            " read errors, %" PRIu64 " unacknowledged present, %" PRIu64 " unacknowledged absent\n",
+            checked, secs, run.v_ok, run.v_missing, run.v_garbage, run.v_errors,
+            run.v_unacked_present, run.v_unacked_absent);
         mqb_print_latency("read", &run.hist);
         bool complete = true;
         for (uint64_t i = 0; i < run.nledgers; i++) {

@@ -69,8 +69,7 @@ void mqb_print_latency(const char *label, const mq_hist_t *h)
     printf("%s latency (us): p50 %.0f  p99 %.0f  p999 %.0f  max %.0f  mean %.0f  (n=%llu)\n", label,
            (double)mq_hist_quantile(h, 0.50) / 1e3, (double)mq_hist_quantile(h, 0.99) / 1e3,
            (double)mq_hist_quantile(h, 0.999) / 1e3, (double)(h->count ? h->max : 0) / 1e3,
-           h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0,
-           (unsigned long long)h->count);
+           h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0, (unsigned long long)h->count);
 }
 
 void mqb_usage_error(const char *cmd, const char *fmt, ...)

@@ -19,7 +19,8 @@ void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len)
 /* Prints "label p50 .. p99 .. p999 .. max .. mean .." in microseconds. */
 void mqb_print_latency(const char *label, const mq_hist_t *h);
 /* Fails with a message and exit code 2. */
-void mqb_usage_error(const char *cmd, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+void mqb_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
 
 int mqb_bookie_main(int argc, char **argv);
 int mqb_disk_main(int argc, char **argv);

@@ -72,7 +72,8 @@ static void *mqb_disk_run(void *arg)
             off = 0;
         }
         uint64_t t0 = mq_now_ns();
-        if (pwrite(w->fd, buf, w->batch, (off_t)off) != (ssize_t)w->batch || fdatasync(w->fd) != 0) {
+        if (pwrite(w->fd, buf, w->batch, (off_t)off) != (ssize_t)w->batch ||
+            fdatasync(w->fd) != 0) {
             w->err = errno ? errno : EIO;
             break;
         }
@@ -88,9 +89,12 @@ static void *mqb_disk_run(void *arg)
 int mqb_disk_main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'},     {"batch", required_argument, NULL, 'b'},
-        {"seconds", required_argument, NULL, 's'}, {"writers", required_argument, NULL, 'w'},
-        {"file-mb", required_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+        {"dir", required_argument, NULL, 'd'},
+        {"batch", required_argument, NULL, 'b'},
+        {"seconds", required_argument, NULL, 's'},
+        {"writers", required_argument, NULL, 'w'},
+        {"file-mb", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL;
@@ -150,7 +154,8 @@ int mqb_disk_main(int argc, char **argv)
            dir, writers);
     char *list = mq_strdup(batches);
     int code = 0;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         uint64_t batch;
         if (!mqb_parse_size(tok, &batch) || batch == 0 || batch > (64ull << 20)) {
             mqb_usage_error(MQB_DISK_CMD, "bad batch size '%s'", tok);
@@ -179,7 +184,8 @@ int mqb_disk_main(int argc, char **argv)
         printf("batch %7" PRIu64 " B: %8.1f MB/s  %7.0f syncs/s  sync p50 %.0f us  p99 %.0f us  "
                "p999 %.0f us\n",
                batch, (double)bytes / seconds / 1e6, (double)syncs / seconds,
-               (double)mq_hist_quantile(&all, 0.5) / 1e3, (double)mq_hist_quantile(&all, 0.99) / 1e3,
+               (double)mq_hist_quantile(&all, 0.5) / 1e3,
+               (double)mq_hist_quantile(&all, 0.99) / 1e3,
                (double)mq_hist_quantile(&all, 0.999) / 1e3);
         fflush(stdout);
     }

@@ -146,8 +146,8 @@ static mq_err_t lc_bk_send(lc_bookie_t *bk, const lc_bk_request_t *r, const mq_s
     req->op = r->op;
     req->ledger_id = r->ledger_id;
     req->entry_id = r->entry_id;
-    err = mq_net_client_request(bk->client, meta, meta_len, data, timeout_ms, lc_bk_on_response,
-                                req);
+    err =
+        mq_net_client_request(bk->client, meta, meta_len, data, timeout_ms, lc_bk_on_response, req);
     if (err != MQ_OK) {
         free(req);
     }
@@ -284,18 +284,18 @@ mq_err_t lc_bookie_add_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_i
 {
     lc_bk_waiter_t w;
     lc_bk_waiter_init(&w, out);
-    return lc_bk_waiter_wait(&w, lc_bookie_add(bk, ledger_id, entry_id, master_key, key_len,
-                                               flags, entry, timeout_ms, lc_bk_sync_done, &w));
+    return lc_bk_waiter_wait(&w, lc_bookie_add(bk, ledger_id, entry_id, master_key, key_len, flags,
+                                               entry, timeout_ms, lc_bk_sync_done, &w));
 }
 
-mq_err_t lc_bookie_read_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_id,
-                             uint32_t flags, const uint8_t *master_key, size_t key_len,
-                             uint32_t timeout_ms, lc_bk_sync_result_t *out)
+mq_err_t lc_bookie_read_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_id, uint32_t flags,
+                             const uint8_t *master_key, size_t key_len, uint32_t timeout_ms,
+                             lc_bk_sync_result_t *out)
 {
     lc_bk_waiter_t w;
     lc_bk_waiter_init(&w, out);
-    return lc_bk_waiter_wait(&w, lc_bookie_read(bk, ledger_id, entry_id, flags, master_key,
-                                                key_len, timeout_ms, lc_bk_sync_done, &w));
+    return lc_bk_waiter_wait(&w, lc_bookie_read(bk, ledger_id, entry_id, flags, master_key, key_len,
+                                                timeout_ms, lc_bk_sync_done, &w));
 }
 
 mq_err_t lc_bookie_read_lac_sync(lc_bookie_t *bk, uint64_t ledger_id, uint32_t timeout_ms,

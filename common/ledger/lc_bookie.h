@@ -81,9 +81,9 @@ void lc_bk_sync_result_fini(lc_bk_sync_result_t *r);
 mq_err_t lc_bookie_add_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_id,
                             const uint8_t *master_key, size_t key_len, uint32_t flags,
                             const mq_slice_t *entry, uint32_t timeout_ms, lc_bk_sync_result_t *out);
-mq_err_t lc_bookie_read_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_id,
-                             uint32_t flags, const uint8_t *master_key, size_t key_len,
-                             uint32_t timeout_ms, lc_bk_sync_result_t *out);
+mq_err_t lc_bookie_read_sync(lc_bookie_t *bk, uint64_t ledger_id, int64_t entry_id, uint32_t flags,
+                             const uint8_t *master_key, size_t key_len, uint32_t timeout_ms,
+                             lc_bk_sync_result_t *out);
 mq_err_t lc_bookie_read_lac_sync(lc_bookie_t *bk, uint64_t ledger_id, uint32_t timeout_ms,
                                  lc_bk_sync_result_t *out);
 mq_err_t lc_bookie_info_sync(lc_bookie_t *bk, uint32_t timeout_ms, lc_bk_sync_result_t *out);

@@ -38,8 +38,8 @@ typedef struct zk_stat {
     int64_t mzxid;
     int64_t ctime_ms;
     int64_t mtime_ms;
-    int32_t version;  /* data version: the value compare-and-set uses */
-    int32_t cversion; /* children version */
+    int32_t version;         /* data version: the value compare-and-set uses */
+    int32_t cversion;        /* children version */
     int64_t ephemeral_owner; /* session id of the owner, 0 if persistent */
     int32_t data_length;
     int32_t num_children;
@@ -103,8 +103,7 @@ mq_err_t zk_get_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg, 
 mq_err_t zk_exists(zk_client_t *zk, const char *path, zk_stat_t *stat);
 /* As zk_exists, and leaves a one-shot watch (CREATED, CHANGED or DELETED),
  * also when the node does not exist yet. */
-mq_err_t zk_exists_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
-                     zk_stat_t *stat);
+mq_err_t zk_exists_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg, zk_stat_t *stat);
 /* Creates a node. flags: ZK_EPHEMERAL | ZK_SEQUENTIAL. The created name (with
  * the sequence suffix) is copied to created (may be NULL). */
 mq_err_t zk_create(zk_client_t *zk, const char *path, const void *data, size_t len, int flags,
@@ -122,8 +121,8 @@ mq_err_t zk_delete(zk_client_t *zk, const char *path, int32_t version);
  * result with zk_strings_free. */
 mq_err_t zk_children(zk_client_t *zk, const char *path, char ***names, size_t *count);
 /* As zk_children, and leaves a one-shot CHILD (or DELETED) watch. */
-mq_err_t zk_children_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
-                       char ***names, size_t *count);
+mq_err_t zk_children_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg, char ***names,
+                       size_t *count);
 void zk_strings_free(char **names, size_t count);
 
 /* --- multi (atomic transaction) ----------------------------------------- */

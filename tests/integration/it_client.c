@@ -45,8 +45,8 @@ mq_err_t it_add(it_client_t *cl, uint64_t ledger, int64_t entry, const char *key
     free(p);
     mq_slice_t s = {buf, buf->data, buf->len};
     lc_bk_sync_result_t r;
-    mq_err_t err = lc_bookie_add_sync(cl->bk, ledger, entry, (const uint8_t *)key, strlen(key), flags,
-                                      &s, 10000, &r);
+    mq_err_t err = lc_bookie_add_sync(cl->bk, ledger, entry, (const uint8_t *)key, strlen(key),
+                                      flags, &s, 10000, &r);
     lc_bk_sync_result_fini(&r);
     mq_buf_unref(buf);
     return err;

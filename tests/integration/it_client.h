@@ -17,14 +17,14 @@
 
 /* Asserts that an mq_err_t expression has the wanted value, printing both
  * names when it does not. */
-#define IT_EXPECT(expr, want)                                                            \
-    do {                                                                                 \
-        mq_err_t it_got_ = (expr);                                                       \
-        if (it_got_ != (want)) {                                                         \
-            fprintf(stderr, "\n  %s:%d: %s = %s, want %s\n", __FILE__, __LINE__, #expr, \
-                    mq_err_name(it_got_), mq_err_name(want));                            \
-        }                                                                                \
-        CU_ASSERT_EQUAL(it_got_, (want));                                                \
+#define IT_EXPECT(expr, want)                                                                      \
+    do {                                                                                           \
+        mq_err_t it_got_ = (expr);                                                                 \
+        if (it_got_ != (want)) {                                                                   \
+            fprintf(stderr, "\n  %s:%d: %s = %s, want %s\n", __FILE__, __LINE__, #expr,            \
+                    mq_err_name(it_got_), mq_err_name(want));                                      \
+        }                                                                                          \
+        CU_ASSERT_EQUAL(it_got_, (want));                                                          \
     } while (0)
 
 typedef struct it_client {

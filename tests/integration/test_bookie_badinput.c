@@ -251,8 +251,9 @@ static void test_oversize_frame(void)
     free(p);
     mq_slice_t s = {e, e->data, e->len};
     lc_bk_sync_result_t r;
-    CU_ASSERT_EQUAL(lc_bookie_add_sync(good.bk, 60, 0, (const uint8_t *)"good", 4, 0, &s, 20000, &r),
-                    MQ_ETOOLARGE);
+    CU_ASSERT_EQUAL(
+        lc_bookie_add_sync(good.bk, 60, 0, (const uint8_t *)"good", 4, 0, &s, 20000, &r),
+        MQ_ETOOLARGE);
     lc_bk_sync_result_fini(&r);
     mq_buf_unref(e);
     IT_EXPECT(it_read(&good, 60, 0, 0, NULL), MQ_ENOLEDGER);

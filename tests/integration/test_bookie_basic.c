@@ -25,9 +25,14 @@ static void test_help_config_and_errors(void)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "%s --help-config", it_bin("mqbookie"));
     CU_ASSERT_EQUAL(it_run(cmd, out, sizeof(out), 10000), 0);
-    const char *keys[] = {"bookiePort=3181", "zkServers=", "journalDirectories=",
-                          "ledgerDirectories=", "httpServerPort=", "journalSyncData=true",
-                          "diskUsageThreshold=0.95", "journalMaxGroupWaitMSec=",
+    const char *keys[] = {"bookiePort=3181",
+                          "zkServers=",
+                          "journalDirectories=",
+                          "ledgerDirectories=",
+                          "httpServerPort=",
+                          "journalSyncData=true",
+                          "diskUsageThreshold=0.95",
+                          "journalMaxGroupWaitMSec=",
                           "journalBufferedWritesThreshold="};
     for (size_t i = 0; i < MQ_ARRAY_LEN(keys); i++) {
         CU_ASSERT_PTR_NOT_NULL(strstr(out, keys[i]));

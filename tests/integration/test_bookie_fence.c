@@ -31,9 +31,9 @@ static void test_fence(void)
 
     /* Fence: the read answers (with the entry) once the fence is durable. */
     lc_bk_sync_result_t r;
-    CU_ASSERT_EQUAL(lc_bookie_read_sync(cl.bk, 7, 10, LC_BK_READ_FENCE, (const uint8_t *)"k1", 2,
-                                        5000, &r),
-                    MQ_OK);
+    CU_ASSERT_EQUAL(
+        lc_bookie_read_sync(cl.bk, 7, 10, LC_BK_READ_FENCE, (const uint8_t *)"k1", 2, 5000, &r),
+        MQ_OK);
     CU_ASSERT_TRUE(r.res.fenced);
     lc_bk_sync_result_fini(&r);
     IT_EXPECT(it_add(&cl, 7, 11, "k1", 0, 32), MQ_EFENCED);

@@ -9,10 +9,10 @@
 #include "mq_config.h"
 #include "mq_test.h"
 
-#define T_CONF_KEYS(X)                                                     \
-    X(bookiePort, INT, "3181", 1, 65535, "port")                           \
-    X(diskUsageThreshold, DOUBLE, "0.95", 0, 1, "threshold")               \
-    X(journalSyncData, BOOL, "true", 0, 0, "sync")                         \
+#define T_CONF_KEYS(X)                                                                             \
+    X(bookiePort, INT, "3181", 1, 65535, "port")                                                   \
+    X(diskUsageThreshold, DOUBLE, "0.95", 0, 1, "threshold")                                       \
+    X(journalSyncData, BOOL, "true", 0, 0, "sync")                                                 \
     X(ledgerDirectories, STR, "/tmp/a", 0, 0, "dirs")
 
 typedef struct t_conf {
@@ -106,9 +106,9 @@ static void test_missing_file(void)
 {
     t_conf_t c;
     char err[512];
-    CU_ASSERT_EQUAL(mq_conf_load(t_keys, T_NKEYS, &c, "/nonexistent/x.conf", NULL, 0, err,
-                                 sizeof(err)),
-                    MQ_ECONFIG);
+    CU_ASSERT_EQUAL(
+        mq_conf_load(t_keys, T_NKEYS, &c, "/nonexistent/x.conf", NULL, 0, err, sizeof(err)),
+        MQ_ECONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/x.conf: cannot read config file"));
 }
 

@@ -11,11 +11,11 @@
 static void test_every_code_named(void)
 {
     int n = 0;
-#define T_CHECK(name, value, retriable, msg)                                  \
-    CU_ASSERT_EQUAL((int)name, -n);                                            \
-    CU_ASSERT_STRING_EQUAL(mq_err_name(name), #name);                          \
-    CU_ASSERT_STRING_EQUAL(mq_err_str(name), msg);                             \
-    CU_ASSERT_EQUAL(mq_err_retriable(name), retriable);                        \
+#define T_CHECK(name, value, retriable, msg)                                                       \
+    CU_ASSERT_EQUAL((int)name, -n);                                                                \
+    CU_ASSERT_STRING_EQUAL(mq_err_name(name), #name);                                              \
+    CU_ASSERT_STRING_EQUAL(mq_err_str(name), msg);                                                 \
+    CU_ASSERT_EQUAL(mq_err_retriable(name), retriable);                                            \
     n++;
     MQ_ERR_LIST(T_CHECK)
 #undef T_CHECK

@@ -30,15 +30,19 @@ static void test_every_status_mapped(void)
     CU_ASSERT_EQUAL(lc_bkproto_err_status(MQ_EPROTO), ledgermq_bookie_v1_Status_STATUS_BAD_REQUEST);
     CU_ASSERT_EQUAL(lc_bkproto_err_status(MQ_ENOSPC), ledgermq_bookie_v1_Status_STATUS_IO_ERROR);
     /* The statuses the issue names are all there. */
-    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_NO_LEDGER), MQ_ENOLEDGER);
+    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_NO_LEDGER),
+                    MQ_ENOLEDGER);
     CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_NO_ENTRY), MQ_ENOENTRY);
     CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_FENCED), MQ_EFENCED);
     CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_UNAUTHORIZED),
                     MQ_EUNAUTHORIZED);
-    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_READ_ONLY), MQ_EREADONLY);
+    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_READ_ONLY),
+                    MQ_EREADONLY);
     CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_CORRUPT), MQ_ECORRUPT);
-    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_BAD_REQUEST), MQ_EBADREQ);
-    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_TOO_LARGE), MQ_ETOOLARGE);
+    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_BAD_REQUEST),
+                    MQ_EBADREQ);
+    CU_ASSERT_EQUAL(lc_bkproto_status_err(ledgermq_bookie_v1_Status_STATUS_TOO_LARGE),
+                    MQ_ETOOLARGE);
 }
 
 static void test_round_trip(void)

@@ -3,6 +3,7 @@
 # bk_storage.h).
 set(BK_STORAGE_SRCS
   ${CMAKE_CURRENT_SOURCE_DIR}/bk_journal.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/bk_journal_file.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bk_entrylog.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bk_index.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bk_writecache.c
