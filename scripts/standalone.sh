@@ -66,7 +66,8 @@ cleanup() {
   [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null || true
   echo "standalone: stopped (data kept in $DATA)"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 echo "standalone: starting ZooKeeper on 127.0.0.1:$ZK_PORT"
 # setsid: Ctrl-C reaches this script only; it stops the children in order.
