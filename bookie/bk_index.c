@@ -137,6 +137,10 @@ mq_err_t bk_index_open(const char *path, size_t cache_bytes, bk_index_t **out)
     rocksdb_options_set_info_log_level(idx->opts, 2 /* WARN */);
     rocksdb_options_set_keep_log_file_num(idx->opts, 4);
     rocksdb_options_set_max_log_file_size(idx->opts, 4u << 20);
+    /* Index writes arrive in one batch per checkpoint; small memtables keep
+     * the bookie's memory bounded (RocksDB's default is 2 x 64 MiB). */
+    rocksdb_options_set_write_buffer_size(idx->opts, 8u << 20);
+    rocksdb_options_set_max_write_buffer_number(idx->opts, 2);
     idx->topts = rocksdb_block_based_options_create();
     idx->cache = rocksdb_cache_create_lru(MQ_MAX(cache_bytes, (size_t)1 << 20));
     rocksdb_block_based_options_set_block_cache(idx->topts, idx->cache);

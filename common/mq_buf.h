@@ -16,11 +16,14 @@
 
 #include "mq_err.h"
 
+struct mq_buf_pool;
+
 typedef struct mq_buf {
     atomic_uint refcnt;
     uint32_t flags;
-    size_t cap; /* bytes available in data[] */
-    size_t len; /* bytes in use, maintained by the writer */
+    struct mq_buf_pool *pool; /* NULL: malloc'ed */
+    size_t cap;               /* bytes available in data[] */
+    size_t len;               /* bytes in use, maintained by the writer */
     uint8_t data[];
 } mq_buf_t;
 
@@ -38,6 +41,24 @@ static inline mq_buf_t *mq_buf_ref(mq_buf_t *buf)
 }
 
 void mq_buf_unref(mq_buf_t *buf);
+
+/*
+ * A pool of equal-size buffers, for memory that turns over fast and in bulk
+ * (socket read buffers): a released buffer goes back to the pool instead of
+ * the heap, up to max_cached bytes, and the rest is unmapped. Pool buffers
+ * are mapped directly (mmap), so they never fragment malloc's heap. The pool
+ * lives until its owner released it and every buffer came back. Any thread.
+ */
+typedef struct mq_buf_pool mq_buf_pool_t;
+
+mq_buf_pool_t *mq_buf_pool_new(size_t buf_cap, size_t max_cached);
+/* A buffer of the pool's size with one reference; MQ_ENOMEM when the
+ * kernel refuses memory. */
+mq_err_t mq_buf_pool_get(mq_buf_pool_t *pool, mq_buf_t **out);
+size_t mq_buf_pool_buf_cap(const mq_buf_pool_t *pool);
+/* The owner is done: cached buffers are unmapped now, the pool itself once
+ * its last buffer is released. */
+void mq_buf_pool_release(mq_buf_pool_t *pool);
 
 /* A borrowed view of bytes inside buf; the slice owns one reference on buf
  * (or none when buf is NULL and the bytes are static / owned elsewhere). */

@@ -88,6 +88,11 @@ typedef struct mq_net_opts {
     size_t out_low_water;
     /* Size of socket read buffers. Default 64 KiB. */
     size_t read_buf_size;
+    /* Read buffers come from a pool per loop and size (mq_buf_pool_t): at
+     * most this many bytes of released buffers are kept for reuse. Default
+     * 8 MiB. A server whose application keeps received bytes for a while
+     * (a bookie's write cache) sets it to what it keeps. */
+    size_t read_pool_bytes;
 } mq_net_opts_t;
 
 /* Fills opts with the defaults. */

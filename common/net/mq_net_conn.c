@@ -263,12 +263,29 @@ static bool mq_net_buf_exclusive(mq_buf_t *buf)
     return atomic_load_explicit(&buf->refcnt, memory_order_acquire) == 1;
 }
 
+/* A standard read buffer, from the loop's pool: released buffers are reused
+ * rather than returned to the heap, where long-lived ones (an application
+ * keeping frames) and short-lived ones would fragment it. */
+static mq_err_t mq_net_conn_rbuf_new(mq_net_conn_t *conn, mq_buf_t **out)
+{
+    mq_buf_pool_t *pool =
+        mq_net_loop_pool(conn->loop, conn->opts.read_buf_size, conn->opts.read_pool_bytes);
+    return mq_buf_pool_get(pool, out);
+}
+
+/* True for a buffer of the standard read size (pool buffers round the size
+ * up to whole pages). */
+static bool mq_net_conn_rbuf_standard(const mq_net_conn_t *conn, const mq_buf_t *rb)
+{
+    return rb->pool != NULL && rb->cap >= conn->opts.read_buf_size;
+}
+
 static void mq_net_conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     mq_net_conn_t *conn = handle->data;
     MQ_UNUSED(suggested);
     if (!conn->rbuf) {
-        if (mq_buf_try_new(conn->opts.read_buf_size, &conn->rbuf) != MQ_OK) {
+        if (mq_net_conn_rbuf_new(conn, &conn->rbuf) != MQ_OK) {
             conn->rbuf = NULL;
             buf->base = NULL;
             buf->len = 0;
@@ -291,7 +308,7 @@ static void mq_net_conn_compact(mq_net_conn_t *conn)
     size_t partial = rb->len - conn->rpos;
     size_t rsize = conn->opts.read_buf_size;
     if (partial == 0) {
-        if (rb->cap == rsize && mq_net_buf_exclusive(rb)) {
+        if (mq_net_conn_rbuf_standard(conn, rb) && mq_net_buf_exclusive(rb)) {
             rb->len = 0;
         } else {
             mq_buf_unref(rb);
@@ -309,14 +326,15 @@ static void mq_net_conn_compact(mq_net_conn_t *conn)
         return;
     }
     size_t newcap = MQ_MAX(rsize, need);
-    if (rb->cap == newcap && mq_net_buf_exclusive(rb)) {
+    if (rb->cap >= newcap && mq_net_buf_exclusive(rb)) {
         memmove(rb->data, rb->data + conn->rpos, partial);
         rb->len = partial;
         conn->rpos = 0;
         return;
     }
     mq_buf_t *nb;
-    if (mq_buf_try_new(newcap, &nb) != MQ_OK) {
+    mq_err_t err = need <= rsize ? mq_net_conn_rbuf_new(conn, &nb) : mq_buf_try_new(newcap, &nb);
+    if (err != MQ_OK) {
         MQ_LOG_WARN("net no memory for read buffer peer=%s bytes=%zu, closing", conn->peer, newcap);
         mq_net_conn_close_now(conn);
         return;

@@ -75,6 +75,9 @@ void mq_net_addr_format(const struct sockaddr *addr, char *buf, size_t cap);
 /* Copies opts (or the defaults when NULL), fixing values that cannot work
  * (zero sizes, low water above high water). Any thread. */
 void mq_net_opts_fix(const mq_net_opts_t *in, mq_net_opts_t *out);
+/* The loop's pool of read buffers of buf_size (created on first use, with
+ * max_cached bytes of reuse; released with the loop). @locality loop thread */
+mq_buf_pool_t *mq_net_loop_pool(mq_net_loop_t *loop, size_t buf_size, size_t max_cached);
 
 /* --- connections ---------------------------------------------------------- */
 

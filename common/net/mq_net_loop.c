@@ -63,6 +63,13 @@ struct mq_net_loop {
     mq_net_hook_t hooks;
     mq_net_hook_t running;
     bool idle_active;
+
+    /* Read-buffer pools by size. @locality loop thread */
+    struct {
+        size_t size;
+        mq_buf_pool_t *pool;
+    } pools[4];
+    size_t npools;
 };
 
 static _Thread_local mq_net_loop_t *mq_net_loop_current;
@@ -277,6 +284,23 @@ uv_loop_t *mq_net_loop_uv(mq_net_loop_t *loop)
     return &loop->uv;
 }
 
+mq_buf_pool_t *mq_net_loop_pool(mq_net_loop_t *loop, size_t buf_size, size_t max_cached)
+{
+    for (size_t i = 0; i < loop->npools; i++) {
+        if (loop->pools[i].size == buf_size) {
+            return loop->pools[i].pool;
+        }
+    }
+    /* Four distinct sizes per loop is plenty; beyond, the oldest size is
+     * handed out (its buffers are merely larger or smaller than asked). */
+    if (loop->npools == MQ_ARRAY_LEN(loop->pools)) {
+        return loop->pools[0].pool;
+    }
+    loop->pools[loop->npools].size = buf_size;
+    loop->pools[loop->npools].pool = mq_buf_pool_new(buf_size, max_cached);
+    return loop->pools[loop->npools++].pool;
+}
+
 /* --- life cycle ----------------------------------------------------------- */
 
 static void mq_net_loop_close_walk(uv_handle_t *handle, void *arg)
@@ -370,6 +394,9 @@ void mq_net_loop_free(mq_net_loop_t *loop)
     MQ_ASSERT(!mq_net_loop_on_thread(loop));
     mq_net_loop_post(loop, mq_net_loop_stop_task, loop);
     pthread_join(loop->tid, NULL);
+    for (size_t i = 0; i < loop->npools; i++) {
+        mq_buf_pool_release(loop->pools[i].pool);
+    }
     pthread_mutex_destroy(&loop->mu);
     free(loop->tasks);
     free(loop->run);

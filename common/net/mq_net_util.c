@@ -22,6 +22,7 @@ void mq_net_opts_default(mq_net_opts_t *opts)
     opts->out_high_water = 4u * 1024 * 1024;
     opts->out_low_water = 1u * 1024 * 1024;
     opts->read_buf_size = 64u * 1024;
+    opts->read_pool_bytes = 8u * 1024 * 1024;
 }
 
 void mq_net_opts_fix(const mq_net_opts_t *in, mq_net_opts_t *out)
@@ -42,6 +43,9 @@ void mq_net_opts_fix(const mq_net_opts_t *in, mq_net_opts_t *out)
     }
     if (!out->read_buf_size) {
         out->read_buf_size = def.read_buf_size;
+    }
+    if (!out->read_pool_bytes) {
+        out->read_pool_bytes = def.read_pool_bytes;
     }
     out->max_frame = MQ_MAX(out->max_frame, (size_t)MQ_NET_HDR_SIZE);
     /* frame_len is a u32, so nothing above 4 GiB + 3 can be announced. */
