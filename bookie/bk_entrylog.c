@@ -54,7 +54,6 @@
 #define BK_ELOG_ALIGN 4096u
 #define BK_ELOG_MAX_RFDS 256
 #define BK_ELOG_MAX_ID 0xffffffffull
-#define BK_ELOG_NAME_LEN 20 /* 16 hex digits + ".log" */
 
 /* A read fd on one log, shared by concurrent readers. */
 typedef struct bk_elog_rfd {
@@ -121,28 +120,6 @@ static uint32_t bk_entrylog_rec_crc(uint64_t log_id, const uint8_t *hdr, const u
     return len ? mq_crc32c(crc, entry, len) : crc;
 }
 
-static bool bk_entrylog_parse_name(const char *name, uint64_t *id)
-{
-    if (strlen(name) != BK_ELOG_NAME_LEN || strcmp(name + 16, ".log") != 0) {
-        return false;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-        unsigned d;
-        if (c >= '0' && c <= '9') {
-            d = (unsigned)(c - '0');
-        } else if (c >= 'a' && c <= 'f') {
-            d = (unsigned)(c - 'a' + 10);
-        } else {
-            return false;
-        }
-        v = (v << 4) | d;
-    }
-    *id = v;
-    return true;
-}
-
 static mq_err_t bk_entrylog_pwrite_all(int fd, const void *buf, size_t len, uint64_t off,
                                        uint64_t id)
 {
@@ -177,7 +154,7 @@ static mq_err_t bk_entrylog_scan(const char *dir, uint64_t *max_id)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         uint64_t id;
-        if (bk_entrylog_parse_name(de->d_name, &id) && id > *max_id) {
+        if (mq_fs_parse_hex_name(de->d_name, ".log", &id) && id > *max_id) {
             *max_id = id;
         }
     }

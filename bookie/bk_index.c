@@ -246,6 +246,16 @@ void bk_index_batch_free(bk_index_batch_t *b)
     free(b);
 }
 
+/* Point lookup: *ps gets the pinned value (destroy it), or NULL when the
+ * key is absent. */
+static mq_err_t bk_index_lookup(bk_index_t *idx, const uint8_t *k, size_t klen,
+                                rocksdb_pinnableslice_t **ps)
+{
+    char *msg = NULL;
+    *ps = rocksdb_get_pinned(idx->db, idx->ro, (const char *)k, klen, &msg);
+    return msg ? bk_index_err(msg, "get") : MQ_OK;
+}
+
 mq_err_t bk_index_get_entry(bk_index_t *idx, uint64_t ledger_id, int64_t entry_id,
                             bk_entry_loc_t *out)
 {
@@ -254,14 +264,10 @@ mq_err_t bk_index_get_entry(bk_index_t *idx, uint64_t ledger_id, int64_t entry_i
     }
     uint8_t k[BK_INDEX_ENTRY_KEY];
     bk_index_entry_key(k, ledger_id, (uint64_t)entry_id);
-    char *msg = NULL;
-    rocksdb_pinnableslice_t *ps =
-        rocksdb_get_pinned(idx->db, idx->ro, (const char *)k, sizeof(k), &msg);
-    if (msg) {
-        return bk_index_err(msg, "get");
-    }
-    if (!ps) {
-        return MQ_ENOENTRY;
+    rocksdb_pinnableslice_t *ps;
+    mq_err_t gerr = bk_index_lookup(idx, k, sizeof(k), &ps);
+    if (gerr != MQ_OK || !ps) {
+        return gerr != MQ_OK ? gerr : MQ_ENOENTRY;
     }
     size_t vlen;
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);
@@ -346,14 +352,10 @@ mq_err_t bk_index_get_ledger(bk_index_t *idx, uint64_t ledger_id, bk_ledger_rec_
 {
     uint8_t k[BK_INDEX_LEDGER_KEY];
     bk_index_ledger_key(k, ledger_id);
-    char *msg = NULL;
-    rocksdb_pinnableslice_t *ps =
-        rocksdb_get_pinned(idx->db, idx->ro, (const char *)k, sizeof(k), &msg);
-    if (msg) {
-        return bk_index_err(msg, "get");
-    }
-    if (!ps) {
-        return MQ_ENOLEDGER;
+    rocksdb_pinnableslice_t *ps;
+    mq_err_t gerr = bk_index_lookup(idx, k, sizeof(k), &ps);
+    if (gerr != MQ_OK || !ps) {
+        return gerr != MQ_OK ? gerr : MQ_ENOLEDGER;
     }
     size_t vlen;
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);

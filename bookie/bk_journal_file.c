@@ -25,11 +25,11 @@
 #include "bk_journal.h"
 #include "bk_journal_int.h"
 #include "mq_crc32c.h"
+#include "mq_fs.h"
 #include "mq_log.h"
 #include "mq_util.h"
 
 #define BK_JOURNAL_REPLAY_BUF (2u << 20) /* initial replay read buffer */
-#define BK_JOURNAL_NAME_LEN 20           /* 16 hex digits + ".txn" */
 
 /* --- format ------------------------------------------------------------------------ */
 
@@ -89,27 +89,6 @@ static int bk_journal_id_cmp(const void *a, const void *b)
 }
 
 /* Parses "<16 hex>.txn"; false for anything else. */
-static bool bk_journal_parse_name(const char *name, uint64_t *id)
-{
-    if (strlen(name) != BK_JOURNAL_NAME_LEN || strcmp(name + 16, ".txn") != 0) {
-        return false;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-        unsigned d;
-        if (c >= '0' && c <= '9') {
-            d = (unsigned)(c - '0');
-        } else if (c >= 'a' && c <= 'f') {
-            d = (unsigned)(c - 'a' + 10);
-        } else {
-            return false;
-        }
-        v = (v << 4) | d;
-    }
-    *id = v;
-    return true;
-}
 
 /* Lists the journal files of dir, ascending. With clean_tmp, removes the
  * leftovers of a file preparation that a crash interrupted. A missing dir
@@ -131,7 +110,7 @@ mq_err_t bk_journal_list(const char *dir, bool clean_tmp, uint64_t **ids, size_t
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         uint64_t id;
-        if (bk_journal_parse_name(de->d_name, &id)) {
+        if (mq_fs_parse_hex_name(de->d_name, ".txn", &id)) {
             if (*n == cap) {
                 cap = cap ? cap * 2 : 16;
                 *ids = mq_realloc(*ids, cap * sizeof(**ids));

@@ -197,6 +197,28 @@ int mq_fs_dir_is_empty(const char *path)
     return empty;
 }
 
+bool mq_fs_parse_hex_name(const char *name, const char *suffix, uint64_t *id)
+{
+    if (strlen(name) != 16 + strlen(suffix) || strcmp(name + 16, suffix) != 0) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[i];
+        unsigned d;
+        if (c >= '0' && c <= '9') {
+            d = (unsigned)(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            d = (unsigned)(c - 'a' + 10);
+        } else {
+            return false;
+        }
+        v = (v << 4) | d;
+    }
+    *id = v;
+    return true;
+}
+
 mq_err_t mq_fs_usage(const char *path, mq_fs_usage_t *out)
 {
     struct statvfs sv;

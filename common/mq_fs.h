@@ -7,6 +7,7 @@
 #ifndef MQ_FS_H
 #define MQ_FS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,10 @@ mq_err_t mq_fs_read_file(const char *path, size_t max, char **out, size_t *len);
 mq_err_t mq_fs_remove_tree(const char *path);
 /* True when path is a directory with no entries (or does not exist). */
 int mq_fs_dir_is_empty(const char *path);
+
+/* Parses a file name of exactly 16 lowercase hex digits followed by suffix
+ * (e.g. "000000000000001a.log") into *id. */
+bool mq_fs_parse_hex_name(const char *name, const char *suffix, uint64_t *id);
 
 typedef struct mq_fs_usage {
     uint64_t total_bytes;
