@@ -83,11 +83,12 @@ static void bk_req_fail(bk_server_t *srv, mq_net_conn_t *conn, uint64_t request_
 
 /* --- back-pressure (loop thread) ------------------------------------------ */
 
-static bool bk_req_over_limit(bk_server_t *srv)
+/* cached: the write caches' size, read once by the caller. */
+static bool bk_req_over_limit(bk_server_t *srv, size_t cached)
 {
     size_t cache_max = (size_t)srv->conf->dbStorage_writeCacheMaxSizeMb << 20;
     return srv->pending_ops > (size_t)srv->conf->maxPendingAddRequestsPerThread ||
-           bk_storage_cache_bytes(srv->storage) > cache_max;
+           cached > cache_max;
 }
 
 static void bk_req_pause_all(bk_server_t *srv)
@@ -196,6 +197,18 @@ void bk_request_drain(void *arg)
         free(op);
     }
     bk_request_maybe_resume(srv);
+    bk_request_check_drained(srv);
+}
+
+void bk_request_check_drained(void *arg)
+{
+    bk_server_t *srv = arg;
+    if (atomic_load(&srv->stopping) && srv->pending_ops == 0) {
+        pthread_mutex_lock(&srv->stop_lock);
+        srv->drained = true;
+        pthread_cond_broadcast(&srv->stop_cond);
+        pthread_mutex_unlock(&srv->stop_lock);
+    }
 }
 
 /* --- adds (loop thread) ----------------------------------------------------- */
@@ -312,7 +325,7 @@ static void bk_req_add(bk_server_t *srv, mq_net_conn_t *conn, const mq_net_frame
     if (cached > cache_max / 2 && !atomic_load(&srv->sync_wanted)) {
         bk_server_request_checkpoint(srv);
     }
-    if (bk_req_over_limit(srv)) {
+    if (bk_req_over_limit(srv, cached)) {
         bk_req_pause_all(srv);
     }
 }

@@ -565,18 +565,6 @@ int bk_server_port(const bk_server_t *srv)
 
 /* --- shutdown -------------------------------------------------------------------- */
 
-typedef struct bk_srv_pending_probe {
-    bk_server_t *srv;
-    size_t pending;
-} bk_srv_pending_probe_t;
-
-static void bk_srv_probe_pending(void *arg)
-{
-    bk_srv_pending_probe_t *p = arg;
-    bk_request_drain(p->srv);
-    p->pending = p->srv->pending_ops;
-}
-
 /* Stops the threads and frees everything that was started. */
 static void bk_srv_free(bk_server_t *srv)
 {
@@ -650,18 +638,21 @@ int bk_server_run(bk_server_t *srv)
         srv->registered_path[0] = '\0';
     }
     /* Let what was accepted finish: every add already in the journal gets
-     * its answer before the sockets close. */
-    uint64_t deadline = mq_now_ms() + 30000;
-    bk_srv_pending_probe_t probe = {srv, 1};
-    while (code == 0 && mq_now_ms() < deadline) {
-        mq_net_loop_run_sync(srv->loop, bk_srv_probe_pending, &probe);
-        if (probe.pending == 0) {
-            break;
-        }
-        /* Completions arrive once per journal sync (sub-millisecond). */
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
+     * its answer before the sockets close (the drain on the loop signals
+     * stop_cond once nothing is pending; the first check is posted here in
+     * case nothing was). */
+    mq_net_loop_run_sync(srv->loop, bk_request_check_drained, srv);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    pthread_mutex_lock(&srv->stop_lock);
+    while (code == 0 && !srv->drained &&
+           pthread_cond_timedwait(&srv->stop_cond, &srv->stop_lock, &deadline) == 0) {
     }
+    if (code == 0 && !srv->drained) {
+        MQ_LOG_WARN("adds still pending after 30 s, stopping anyway");
+    }
+    pthread_mutex_unlock(&srv->stop_lock);
     pthread_mutex_lock(&srv->sync_lock);
     srv->sync_stop = true;
     pthread_cond_signal(&srv->sync_cond);

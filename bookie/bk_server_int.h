@@ -106,6 +106,7 @@ typedef struct bk_server {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     bool stop_requested;
+    bool drained; /* stopping, and every accepted add was answered */
     int exit_code;
     atomic_bool stopping;
 
@@ -118,6 +119,8 @@ extern const mq_net_server_cbs_t bk_request_cbs;
 void bk_request_on_group_done(void *arg);
 /* Loop thread: sends responses for every completed journal operation. */
 void bk_request_drain(void *arg);
+/* Loop thread: once stopping, tells bk_server_run when nothing is pending. */
+void bk_request_check_drained(void *arg);
 /* Loop thread: resumes reading from clients when pressure is gone. */
 void bk_request_maybe_resume(void *arg);
 
