@@ -13,6 +13,8 @@ PKGS=(
   libzookeeper-mt-dev zookeeper
   # event loop, index, config, tests
   libuv1-dev librocksdb-dev libinih-dev libcunit1-dev
+  # SHA-256 for ledger master keys (OpenSSL's libcrypto; gRPC depends on it too)
+  libssl-dev
   # format check and measurement tools
   clang-format-14 valgrind linux-perf procps
 )

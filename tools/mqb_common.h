@@ -24,5 +24,6 @@ void mqb_usage_error(const char *cmd, const char *fmt, ...)
 
 int mqb_bookie_main(int argc, char **argv);
 int mqb_disk_main(int argc, char **argv);
+int mqb_ledger_main(int argc, char **argv);
 
 #endif

@@ -3,6 +3,7 @@
  * latency; the tests assert behaviour, this tool measures speed.
  *
  *   mqbench bookie ...   adds (and reads back) entries directly on bookies
+ *   mqbench ledger ...   writes ledgers through the ledger client
  *   mqbench disk ...     raw group-commit fdatasync bandwidth of a directory
  */
 #include <stdio.h>
@@ -15,6 +16,7 @@ static void mqb_main_usage(FILE *out)
     fprintf(out, "usage: mqbench <command> [options]\n\n"
                  "commands:\n"
                  "  bookie   write entries to bookies directly; --verify reads them back\n"
+                 "  ledger   write (E,Qw,Qa) ledgers through the ledger client; recover; show\n"
                  "  disk     measure group-commit fdatasync bandwidth of a directory\n\n"
                  "mqbench <command> --help for its options\n");
 }
@@ -27,6 +29,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bookie") == 0) {
         return mqb_bookie_main(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "ledger") == 0) {
+        return mqb_ledger_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "disk") == 0) {
         return mqb_disk_main(argc - 1, argv + 1);

@@ -25,6 +25,15 @@
  * META_MAX_ENSEMBLE, segments starting at 0 and strictly increasing, E
  * distinct bookie ids per segment, the checksum) and gives MQ_ECORRUPT with
  * a reason for anything else. Pure functions, any thread.
+ *
+ * Details of the text: the header line comes first and "version=1" second;
+ * the other keys may come in any order, each once (ensemble lines in
+ * ascending order), and checksum= is the last line (lowercase hex). Numbers
+ * are canonical decimal. id is 1 .. 10^19-1 (the path layout's 19 digits);
+ * lastEntryId >= -1; length and ctime fit an int64. Bookie ids are 1..127
+ * bytes without ',' or '\n'; custom values may hold anything but '\n'.
+ * At most 100000 segments and 100000 custom keys. The encoder refuses
+ * (MQ_EINVAL, logged with the reason) any record the decoder would reject.
  */
 #ifndef META_LEDGER_H
 #define META_LEDGER_H
@@ -74,7 +83,9 @@ typedef struct meta_ledger {
     int32_t version;
 } meta_ledger_t;
 
-/* A fresh OPEN record with one segment starting at entry 0. */
+/* A fresh OPEN record with one segment starting at entry 0, ctime now.
+ * Asserts 1 <= e <= META_MAX_ENSEMBLE and ids shorter than
+ * META_BOOKIE_ID_MAX; a NULL digest gives 64 zeros. */
 void meta_ledger_init(meta_ledger_t *md, uint64_t id, int e, int qw, int qa,
                       const char *const *ensemble, const char *master_key_digest);
 void meta_ledger_fini(meta_ledger_t *md);
@@ -83,17 +94,20 @@ void meta_ledger_copy(meta_ledger_t *dst, const meta_ledger_t *src);
 
 /* Text form (malloc'ed, NUL-terminated). */
 mq_err_t meta_ledger_encode(const meta_ledger_t *md, char **out, size_t *len);
-/* Parses and validates; on MQ_ECORRUPT a reason goes to why (may be NULL). */
+/* Parses and validates; on MQ_ECORRUPT a reason goes to why (may be NULL).
+ * out->version is -1. On failure out holds nothing (fini is harmless). */
 mq_err_t meta_ledger_decode(const char *data, size_t len, meta_ledger_t *out, char *why,
                             size_t why_len);
 
-/* The segment holding entry (the last whose first_entry <= entry). */
+/* The segment holding entry (the last whose first_entry <= entry), by
+ * binary search; NULL for entry < 0. */
 const meta_segment_t *meta_ledger_segment(const meta_ledger_t *md, int64_t entry);
 const meta_segment_t *meta_ledger_last_segment(const meta_ledger_t *md);
 /*
  * Appends a segment starting at first_entry with bookie index idx of the last
  * ensemble replaced by new_bookie. If the last segment already starts at
- * first_entry it is changed in place (no zero-length segments).
+ * first_entry it is changed in place (no zero-length segments). Asserts
+ * first_entry >= the last segment's first entry and 0 <= idx < E.
  */
 void meta_ledger_replace_bookie(meta_ledger_t *md, int64_t first_entry, int idx,
                                 const char *new_bookie);

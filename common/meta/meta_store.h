@@ -10,7 +10,9 @@
  *
  * Hierarchical id path: the id as 19 decimal digits, split 3-4-4-4-4 with an
  * "L" before the last group: ledger 1234 lives at
- * <root>/ledgers/000/0000/0000/0000/L1234. Ids are handed out by
+ * <root>/ledgers/000/0000/0000/0000/L1234, ledger 1 at .../0000/L0001,
+ * ledger 12345 at .../0001/L2345 and ledger 1234567890123456789 at
+ * <root>/ledgers/123/4567/8901/2345/L6789. Ids are handed out by
  * compare-and-set on idgen, so they are unique across every process and never
  * reused, even after deletion.
  *
@@ -38,16 +40,20 @@ mq_err_t meta_alloc_ledger_id(zk_client_t *zk, const char *root, uint64_t *id);
  * md->version is the new znode's version. */
 mq_err_t meta_ledger_create(zk_client_t *zk, const char *root, meta_ledger_t *md);
 /* Reads a record; MQ_ENOLEDGER when absent, MQ_ECORRUPT when it does not
- * decode (logged with the reason). out->version is set. */
+ * decode or holds another id (logged with the reason). out->version is set.
+ * On failure out holds nothing. */
 mq_err_t meta_ledger_read(zk_client_t *zk, const char *root, uint64_t id, meta_ledger_t *out);
 /* Writes md if the znode is still at md->version; on success md->version is
- * the new one. MQ_EBADVERSION when someone else wrote first. */
+ * the new one. MQ_EBADVERSION when someone else wrote first, MQ_ENOLEDGER
+ * when it was deleted, MQ_EINVAL when md->version < 0 (never read: no
+ * unconditional writes) or md does not encode. */
 mq_err_t meta_ledger_write(zk_client_t *zk, const char *root, meta_ledger_t *md);
 /* Deletes a record (any version). MQ_ENOLEDGER when absent. */
 mq_err_t meta_ledger_delete(zk_client_t *zk, const char *root, uint64_t id);
 
-/* Async CAS write; cb(err, new_version, arg) on the zk event thread. md is
- * encoded before the call returns (the caller keeps ownership). */
+/* Async CAS write; cb(err, new_version, arg) on the zk event thread
+ * (new_version -1 on failure; md->version is not updated). md is encoded
+ * before the call returns (the caller keeps ownership). Errors as above. */
 typedef void (*meta_write_cb)(mq_err_t err, int32_t new_version, void *arg);
 mq_err_t meta_ledger_write_async(zk_client_t *zk, const char *root, const meta_ledger_t *md,
                                  meta_write_cb cb, void *arg);
@@ -73,14 +79,18 @@ typedef void (*meta_bookies_cb)(void *arg);
  * Watches <root>/bookies/available and <root>/bookies/readonly and keeps the
  * current set (with each bookie's address from its registration data),
  * re-reading after every change and after a session expiry. Returns once the
- * first listing is loaded. cb may be NULL.
+ * first listing is loaded; cb (may be NULL) is only called for changes after
+ * that. A directory that does not exist yet is empty until it is created.
  */
 mq_err_t meta_bookies_new(zk_client_t *zk, const char *root, meta_bookies_cb cb, void *arg,
                           meta_bookies_t **out);
+/* Before zk_client_free of its client. Waits for a running callback to
+ * return (so do not hold a lock that cb takes); from inside cb itself the
+ * registry is freed once cb returns. */
 void meta_bookies_free(meta_bookies_t *b);
 
-/* A snapshot of the registered bookies (sorted by id). Free with free().
- * Any thread. */
+/* A snapshot of the registered bookies (sorted by id). Free with free()
+ * (never NULL, also when count is 0). Any thread. */
 mq_err_t meta_bookies_list(meta_bookies_t *b, meta_bookie_info_t **out, size_t *count);
 /* The address of a bookie id: from its registration, or the id itself when
  * it is not registered now (ids default to host:port). Any thread. */
@@ -90,9 +100,10 @@ void meta_bookies_address(meta_bookies_t *b, const char *id, char *out, size_t c
  * Placement: n distinct writable bookies not in exclude, spread evenly over
  * what is registered (each call starts after where the previous one ended,
  * from a random first offset per process). MQ_ENOTENOUGHBOOKIES when fewer
- * than n qualify; nothing is written to out then. Any thread.
+ * than n qualify; nothing is written to out then. MQ_EINVAL unless
+ * 1 <= n <= META_MAX_ENSEMBLE. Any thread.
  */
-mq_err_t meta_bookies_choose(meta_bookies_t *b, int n, const char *const *exclude,
-                             size_t nexclude, char (*out)[META_BOOKIE_ID_MAX]);
+mq_err_t meta_bookies_choose(meta_bookies_t *b, int n, const char *const *exclude, size_t nexclude,
+                             char (*out)[META_BOOKIE_ID_MAX]);
 
 #endif

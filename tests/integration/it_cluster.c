@@ -380,3 +380,24 @@ int it_run(const char *cmd, char *out, size_t cap, unsigned timeout_ms)
     }
     return st;
 }
+
+bool it_cluster_start_bookies(it_cluster_t *c, int n, const char *const *sets)
+{
+    for (int i = 0; i < n; i++) {
+        it_bookie_prepare(c, i, sets);
+        if (!it_bookie_start(c, i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int it_bookie_index(it_cluster_t *c, const char *id)
+{
+    for (int i = 0; i < c->nbookies; i++) {
+        if (strcmp(c->bookies[i].id, id) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}

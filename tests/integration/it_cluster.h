@@ -52,6 +52,10 @@ void it_bookie_prepare(it_cluster_t *c, int i, const char *const *sets);
 /* Starts bookie i and waits until it is registered (available or readonly).
  * extra: more command-line arguments (may be NULL). */
 bool it_bookie_start(it_cluster_t *c, int i);
+/* Prepares and starts bookies 0..n-1 (sets as in it_bookie_prepare). */
+bool it_cluster_start_bookies(it_cluster_t *c, int n, const char *const *sets);
+/* The index of the bookie whose id is id, or -1. */
+int it_bookie_index(it_cluster_t *c, const char *id);
 /* Sends sig; waits for the exit and returns the exit status (as waitpid's
  * WEXITSTATUS, or 128+signal). */
 int it_bookie_kill(it_cluster_t *c, int i, int sig);
