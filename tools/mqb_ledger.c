@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lc_conf.h"
 #include "lc_ledger.h"
 #include "meta_store.h"
 #include "mq_log.h"
@@ -74,6 +75,7 @@ static void mqb_l_usage(FILE *out)
                  "  --show ID          print ledger ID's metadata record\n"
                  "  --password P       master-key password (default empty)\n"
                  "  --progress         a progress line every second on stderr\n"
+                 "  --help-config      every ledger client key, its default and meaning\n"
                  "\nexit status: 0 all good; 1 verification failed; 3 adds failed; 2 usage\n");
 }
 
@@ -245,6 +247,7 @@ static int mqb_l_recover(lc_client_t *cl, uint64_t id, bool verify, uint64_t siz
 int mqb_ledger_main(int argc, char **argv)
 {
     static struct option longopts[] = {
+        {"conf", required_argument, NULL, 'c'},
         {"zk", required_argument, NULL, 'z'},
         {"root", required_argument, NULL, 'R'},
         {"ensemble", required_argument, NULL, 'E'},
@@ -263,9 +266,35 @@ int mqb_ledger_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* Defaults, then the config file (-c), then options. */
+    const char *conf_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help-config") == 0) {
+            mq_conf_print_help(stdout, lc_conf_keys, lc_conf_nkeys);
+            return 0;
+        }
+        if (strcmp(argv[i], "--help-config-markdown") == 0) {
+            mq_conf_print_markdown(stdout, lc_conf_keys, lc_conf_nkeys);
+            return 0;
+        }
+    }
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--conf") == 0) {
+            conf_path = argv[i + 1];
+        }
+    }
+    lc_conf_t lconf;
+    char cerr[1024];
+    if (mq_conf_load(lc_conf_keys, lc_conf_nkeys, &lconf, conf_path, NULL, 0, cerr, sizeof(cerr)) !=
+        MQ_OK) {
+        fprintf(stderr, "mqbench ledger: %s\n", cerr);
+        return 2;
+    }
     lc_client_conf_t conf;
-    lc_client_conf_default(&conf);
-    conf.zk_servers = NULL;
+    if (lc_conf_apply(&lconf, &conf, cerr, sizeof(cerr)) != MQ_OK) {
+        fprintf(stderr, "mqbench ledger: %s: %s\n", conf_path ? conf_path : "defaults", cerr);
+        return 2;
+    }
     mqb_lrun_t run;
     memset(&run, 0, sizeof(run));
     run.nledgers = 1;
@@ -279,8 +308,10 @@ int mqb_ledger_main(int argc, char **argv)
     uint64_t v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            break;
         case 'z':
             conf.zk_servers = optarg;
             break;
@@ -345,9 +376,6 @@ int mqb_ledger_main(int argc, char **argv)
             return 2;
         }
     }
-    if (!conf.zk_servers) {
-        mqb_usage_error(MQB_LCMD, "--zk is required");
-    }
     if (conf.ack_quorum > conf.write_quorum || conf.write_quorum > conf.ensemble_size) {
         mqb_usage_error(MQB_LCMD, "need ack-quorum <= write-quorum <= ensemble");
     }
@@ -355,17 +383,20 @@ int mqb_ledger_main(int argc, char **argv)
     mq_err_t err = lc_client_new(&conf, &run.cl);
     if (err != MQ_OK) {
         fprintf(stderr, "mqbench ledger: cannot start the ledger client: %s\n", mq_err_str(err));
+        mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
         return 1;
     }
     int code = 0;
     if (show_id >= 0) {
         code = mqb_l_show(run.cl, conf.root, (uint64_t)show_id);
         lc_client_free(run.cl);
+        mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
         return code;
     }
     if (recover_id >= 0) {
         code = mqb_l_recover(run.cl, (uint64_t)recover_id, verify, run.size);
         lc_client_free(run.cl);
+        mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
         return code;
     }
 
@@ -384,6 +415,7 @@ int mqb_ledger_main(int argc, char **argv)
                 lc_ledger_free(run.lhs[k]);
             }
             lc_client_free(run.cl);
+            mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
             return 1;
         }
     }
@@ -404,10 +436,10 @@ int mqb_ledger_main(int argc, char **argv)
     mqb_l_wait(&run);
     double secs = (double)(mq_now_ns() - t0) / 1e9;
     for (uint64_t i = 0; i < run.nledgers && !keep_open; i++) {
-        mq_err_t cerr = lc_ledger_close(run.lhs[i]);
-        if (cerr != MQ_OK) {
+        mq_err_t close_err = lc_ledger_close(run.lhs[i]);
+        if (close_err != MQ_OK) {
             fprintf(stderr, "mqbench ledger: close of ledger %" PRIu64 ": %s\n",
-                    lc_ledger_id(run.lhs[i]), mq_err_name(cerr));
+                    lc_ledger_id(run.lhs[i]), mq_err_name(close_err));
             code = 3;
         }
     }
@@ -457,5 +489,6 @@ int mqb_ledger_main(int argc, char **argv)
     free(run.payload);
     pthread_mutex_destroy(&run.lock);
     pthread_cond_destroy(&run.cond);
+    mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
     return code;
 }

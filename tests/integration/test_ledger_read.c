@@ -239,6 +239,28 @@ static void test_mqbench_ledger(void)
     CU_ASSERT_EQUAL(it_run(cmd, out, sizeof(out), 30000), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "state=CLOSED"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "lastEntryId=999"));
+
+    /* Quorums come from the config keys when no option overrides them. */
+    char conf[4200];
+    snprintf(conf, sizeof(conf), "%s/client.conf", c.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "zkServers=%s\nensembleSize=4\nwriteQuorumSize=2\nackQuorumSize=1\n", c.zk_addr);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s ledger -c %s --entries 100 --size 64", it_bin("mqbench"), conf);
+    CU_ASSERT_EQUAL(it_run(cmd, out, sizeof(out), 120000), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "at (4,2,1)"));
+    id = parse_ledger_id(out);
+    snprintf(cmd, sizeof(cmd), "%s ledger -c %s --show %llu", it_bin("mqbench"), conf,
+             (unsigned long long)id);
+    CU_ASSERT_EQUAL(it_run(cmd, out, sizeof(out), 30000), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "ensembleSize=4\nwriteQuorumSize=2\nackQuorumSize=1\n"));
+    /* Inconsistent quorums are refused with the file named. */
+    f = fopen(conf, "w");
+    fprintf(f, "zkServers=%s\nensembleSize=2\nwriteQuorumSize=3\n", c.zk_addr);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s ledger -c %s --entries 1", it_bin("mqbench"), conf);
+    CU_ASSERT_EQUAL(it_run(cmd, out, sizeof(out), 30000), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "need ackQuorumSize <= writeQuorumSize <= ensembleSize"));
 }
 
 static void test_fini(void)
