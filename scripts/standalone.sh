@@ -118,6 +118,7 @@ LedgerMQ standalone is up (data: $DATA)
   HTTP       http://127.0.0.1:$HTTP_PORT/metrics (bookie 1; +1 per bookie)
   logs       $DATA/logs/
 Try:
+  $BIN/tools/mqbench ledger --zk 127.0.0.1:$ZK_PORT --entries 10000 --inflight 64 --verify
   $BIN/tools/mqbench bookie --bookies 127.0.0.1:$BOOKIE_PORT --entries 10000 --verify
 Press Ctrl-C to stop.
 
