@@ -153,7 +153,18 @@ void it_writer_stop(it_writer_t *w)
 
 bool it_writer_was_acked(it_writer_t *w, int64_t e)
 {
-    return e >= 0 && e < w->map_cap && w->acked_map[e];
+    pthread_mutex_lock(&w->lock);
+    bool acked = e >= 0 && e < w->map_cap && w->acked_map[e];
+    pthread_mutex_unlock(&w->lock);
+    return acked;
+}
+
+it_writer_stats_t it_writer_stats(it_writer_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    it_writer_stats_t st = {w->acked, w->max_acked, w->failed, w->first_err, w->done};
+    pthread_mutex_unlock(&w->lock);
+    return st;
 }
 
 void it_writer_fini(it_writer_t *w)

@@ -50,6 +50,18 @@ void it_writer_stop(it_writer_t *w);
 /* Waits for the writer to finish (total reached or a failure). */
 bool it_writer_wait_done(it_writer_t *w, unsigned timeout_ms);
 bool it_writer_was_acked(it_writer_t *w, int64_t e);
+
+/* A consistent copy of the writer's counters (taken under its lock: the
+ * ledger client's loop updates them). */
+typedef struct it_writer_stats {
+    int64_t acked;
+    int64_t max_acked;
+    int64_t failed;
+    mq_err_t first_err;
+    bool done;
+} it_writer_stats_t;
+
+it_writer_stats_t it_writer_stats(it_writer_t *w);
 void it_writer_fini(it_writer_t *w);
 
 /* Reads entries 0..last through lh and checks each payload; returns how many

@@ -38,8 +38,8 @@ static void test_replace_dead_bookie(void)
     CU_ASSERT_TRUE(it_writer_wait_acked(&w, 50000, 120000));
     CU_ASSERT_EQUAL(it_bookie_kill(&c, victim, SIGKILL), 128 + SIGKILL);
     CU_ASSERT_TRUE(it_writer_wait_done(&w, 120000));
-    CU_ASSERT_EQUAL(w.failed, 0);
-    CU_ASSERT_EQUAL(w.acked, 100000);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).failed, 0);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).acked, 100000);
     IT_EXPECT(lc_ledger_close(lh), MQ_OK);
 
     lc_ledger_metadata(lh, &md);
@@ -79,17 +79,15 @@ static void test_no_replacement(void)
     CU_ASSERT_TRUE(it_writer_wait_acked(&w, 5000, 60000));
     CU_ASSERT_EQUAL(it_bookie_kill(&c, 0, SIGKILL), 128 + SIGKILL);
     /* Still writing on four: every write set has two live replicas. */
-    pthread_mutex_lock(&w.lock);
-    int64_t at_kill = w.acked;
-    pthread_mutex_unlock(&w.lock);
+    int64_t at_kill = it_writer_stats(&w).acked;
     CU_ASSERT_TRUE(it_writer_wait_acked(&w, at_kill + 20000, 60000));
-    CU_ASSERT_EQUAL(w.failed, 0);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).failed, 0);
     /* A second one dies: some write sets are left with one replica. */
     CU_ASSERT_EQUAL(it_bookie_kill(&c, 1, SIGKILL), 128 + SIGKILL);
     CU_ASSERT_TRUE(it_writer_wait_done(&w, 60000));
-    IT_EXPECT(w.first_err, MQ_ENOTENOUGHBOOKIES);
+    IT_EXPECT(it_writer_stats(&w).first_err, MQ_ENOTENOUGHBOOKIES);
     /* Everything acknowledged is durable: it reads back after recovery. */
-    int64_t max_acked = w.max_acked;
+    int64_t max_acked = it_writer_stats(&w).max_acked;
     uint64_t id = lc_ledger_id(lh);
     lc_ledger_free(lh);
     it_writer_fini(&w);

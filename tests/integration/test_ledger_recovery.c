@@ -34,7 +34,7 @@ static int suite_init(void)
 static void check_acked_in(it_writer_t *w, lc_ledger_t *rd)
 {
     int64_t last = lc_ledger_lac(rd);
-    CU_ASSERT_TRUE(last >= w->max_acked);
+    CU_ASSERT_TRUE(last >= it_writer_stats(w).max_acked);
     CU_ASSERT_EQUAL(it_lc_check(rd, last, w->size), 0);
 }
 
@@ -53,7 +53,7 @@ static void test_two_writers(void)
     IT_EXPECT(lc_ledger_recover(b, lc_ledger_id(lh), &rd), MQ_OK);
     /* A is fenced: its adds fail from now on... */
     CU_ASSERT_TRUE(it_writer_wait_done(&w, 60000));
-    IT_EXPECT(w.first_err, MQ_EFENCED);
+    IT_EXPECT(it_writer_stats(&w).first_err, MQ_EFENCED);
     IT_EXPECT(lc_ledger_add(lh, "x", 1, NULL), MQ_EFENCED);
     IT_EXPECT(lc_ledger_close(lh), MQ_EFENCED);
     /* ...and nothing A saw acknowledged is lost. */
@@ -135,11 +135,9 @@ static void test_session_expiry(void)
     meta_ledger_fini(&md);
     IT_EXPECT(zk_client_test_expire(lc_client_zk(a)), MQ_OK);
     CU_ASSERT_EQUAL(it_bookie_kill(&c, victim, SIGKILL), 128 + SIGKILL);
-    pthread_mutex_lock(&w.lock);
-    int64_t acked = w.acked;
-    pthread_mutex_unlock(&w.lock);
+    int64_t acked = it_writer_stats(&w).acked;
     CU_ASSERT_TRUE(it_writer_wait_acked(&w, acked + 2000, 60000));
-    CU_ASSERT_EQUAL(w.failed, 0);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).failed, 0);
     meta_ledger_t now;
     IT_EXPECT(meta_ledger_read(c.zk, "/ledgermq", id, &now), MQ_OK);
     CU_ASSERT_EQUAL(now.state, META_LEDGER_OPEN);
@@ -152,7 +150,7 @@ static void test_session_expiry(void)
     lc_ledger_t *rd = NULL;
     IT_EXPECT(lc_ledger_recover(b, id, &rd), MQ_OK);
     CU_ASSERT_TRUE(it_writer_wait_done(&w, 60000));
-    IT_EXPECT(w.first_err, MQ_EFENCED);
+    IT_EXPECT(it_writer_stats(&w).first_err, MQ_EFENCED);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rd);
     check_acked_in(&w, rd);
     IT_EXPECT(meta_ledger_read(c.zk, "/ledgermq", id, &now), MQ_OK);

@@ -32,8 +32,8 @@ static void test_striping(void)
     it_writer_t w;
     it_writer_start(&w, lh, N_ENTRIES, 100, 256);
     CU_ASSERT_TRUE(it_writer_wait_done(&w, 120000));
-    CU_ASSERT_EQUAL(w.acked, N_ENTRIES);
-    CU_ASSERT_EQUAL(w.failed, 0);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).acked, N_ENTRIES);
+    CU_ASSERT_EQUAL(it_writer_stats(&w).failed, 0);
     IT_EXPECT(lc_ledger_close(lh), MQ_OK);
     CU_ASSERT_EQUAL(lc_ledger_lac(lh), N_ENTRIES - 1);
 
