@@ -380,7 +380,6 @@ int mqb_bookie_main(int argc, char **argv)
     bool verify_only = false;
     uint64_t base = (mq_wall_ms() & 0xffffffffffull) << 12;
     int c;
-    uint64_t v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -388,25 +387,16 @@ int mqb_bookie_main(int argc, char **argv)
             bookies = optarg;
             break;
         case 'l':
-            if (!mqb_parse_size(optarg, &run.nledgers) || run.nledgers == 0) {
-                mqb_usage_error(MQB_CMD, "bad --ledgers '%s'", optarg);
-            }
+            run.nledgers = mqb_opt_num(MQB_CMD, "--ledgers", optarg, 1, UINT64_MAX);
             break;
         case 'e':
-            if (!mqb_parse_size(optarg, &v) || v == 0 || v > (1ull << 40)) {
-                mqb_usage_error(MQB_CMD, "bad --entries '%s'", optarg);
-            }
-            run.entries = (int64_t)v;
+            run.entries = (int64_t)mqb_opt_num(MQB_CMD, "--entries", optarg, 1, 1ull << 40);
             break;
         case 's':
-            if (!mqb_parse_size(optarg, &run.size) || run.size > (64ull << 20)) {
-                mqb_usage_error(MQB_CMD, "bad --size '%s'", optarg);
-            }
+            run.size = mqb_opt_num(MQB_CMD, "--size", optarg, 0, (64ull << 20));
             break;
         case 'k':
-            if (!mqb_parse_size(optarg, &run.inflight_max) || run.inflight_max == 0) {
-                mqb_usage_error(MQB_CMD, "bad --inflight '%s'", optarg);
-            }
+            run.inflight_max = mqb_opt_num(MQB_CMD, "--inflight", optarg, 1, UINT64_MAX);
             break;
         case 'v':
             verify = true;
@@ -418,9 +408,7 @@ int mqb_bookie_main(int argc, char **argv)
             ack_path = optarg;
             break;
         case 'B':
-            if (!mqb_parse_size(optarg, &base)) {
-                mqb_usage_error(MQB_CMD, "bad --ledger-base '%s'", optarg);
-            }
+            base = mqb_opt_num(MQB_CMD, "--ledger-base", optarg, 0, UINT64_MAX);
             break;
         case 'm':
             if (strlen(optarg) == 0 || strlen(optarg) > 64) {
@@ -432,10 +420,7 @@ int mqb_bookie_main(int argc, char **argv)
             run.recovery = true;
             break;
         case 't':
-            if (!mqb_parse_size(optarg, &v) || v == 0 || v > 600000) {
-                mqb_usage_error(MQB_CMD, "bad --timeout-ms '%s'", optarg);
-            }
-            run.timeout_ms = (uint32_t)v;
+            run.timeout_ms = (uint32_t)mqb_opt_num(MQB_CMD, "--timeout-ms", optarg, 1, 600000);
             break;
         case 'p':
             run.progress = true;

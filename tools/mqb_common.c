@@ -49,6 +49,16 @@ bool mqb_parse_size(const char *s, uint64_t *out)
     return true;
 }
 
+uint64_t mqb_opt_num(const char *cmd, const char *name, const char *arg, uint64_t min, uint64_t max)
+{
+    uint64_t v;
+    if (!mqb_parse_size(arg, &v) || v < min || v > max) {
+        mqb_usage_error(cmd, "bad %s '%s' (expected %llu..%llu)", name, arg,
+                        (unsigned long long)min, (unsigned long long)max);
+    }
+    return v;
+}
+
 void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len)
 {
     uint64_t state = mq_mix64(ledger_id * 0x9E3779B97F4A7C15ull ^ (uint64_t)entry_id);

@@ -14,6 +14,10 @@
 
 /* Parses "123", "64k", "1m", "2g" (powers of 1024). */
 bool mqb_parse_size(const char *s, uint64_t *out);
+/* The value of option name (a size as above) within [min, max], or a usage
+ * error naming the subcommand and the option. */
+uint64_t mqb_opt_num(const char *cmd, const char *name, const char *arg, uint64_t min,
+                     uint64_t max);
 /* Fills buf with the payload of (ledger, entry): a SplitMix64 stream. */
 void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len);
 /* Prints "label p50 .. p99 .. p999 .. max .. mean .." in microseconds. */

@@ -119,14 +119,10 @@ int mqb_disk_main(int argc, char **argv)
             }
             break;
         case 'w':
-            if (!mqb_parse_size(optarg, &writers) || writers == 0 || writers > 64) {
-                mqb_usage_error(MQB_DISK_CMD, "bad --writers '%s'", optarg);
-            }
+            writers = mqb_opt_num(MQB_DISK_CMD, "--writers", optarg, 1, 64);
             break;
         case 'f':
-            if (!mqb_parse_size(optarg, &file_mb) || file_mb == 0) {
-                mqb_usage_error(MQB_DISK_CMD, "bad --file-mb '%s'", optarg);
-            }
+            file_mb = mqb_opt_num(MQB_DISK_CMD, "--file-mb", optarg, 1, UINT64_MAX);
             break;
         case 'h':
             printf("usage: mqbench disk --dir D [--batch 4k,64k,256k,1m] [--seconds 5] "

@@ -321,33 +321,22 @@ int mqb_ledger_main(int argc, char **argv)
         case 'E':
         case 'W':
         case 'A':
-            if (!mqb_parse_size(optarg, &v) || v == 0 || v > META_MAX_ENSEMBLE) {
-                mqb_usage_error(MQB_LCMD, "bad quorum value '%s'", optarg);
-            }
+            v = mqb_opt_num(MQB_LCMD, "quorum size", optarg, 1, META_MAX_ENSEMBLE);
             *(c == 'E'   ? &conf.ensemble_size
               : c == 'W' ? &conf.write_quorum
                          : &conf.ack_quorum) = (int)v;
             break;
         case 'l':
-            if (!mqb_parse_size(optarg, &run.nledgers) || run.nledgers == 0) {
-                mqb_usage_error(MQB_LCMD, "bad --ledgers '%s'", optarg);
-            }
+            run.nledgers = mqb_opt_num(MQB_LCMD, "--ledgers", optarg, 1, UINT64_MAX);
             break;
         case 'e':
-            if (!mqb_parse_size(optarg, &v) || v == 0 || v > (1ull << 40)) {
-                mqb_usage_error(MQB_LCMD, "bad --entries '%s'", optarg);
-            }
-            run.entries = (int64_t)v;
+            run.entries = (int64_t)mqb_opt_num(MQB_LCMD, "--entries", optarg, 1, 1ull << 40);
             break;
         case 's':
-            if (!mqb_parse_size(optarg, &run.size) || run.size > (4ull << 20)) {
-                mqb_usage_error(MQB_LCMD, "bad --size '%s'", optarg);
-            }
+            run.size = mqb_opt_num(MQB_LCMD, "--size", optarg, 0, (4ull << 20));
             break;
         case 'k':
-            if (!mqb_parse_size(optarg, &run.inflight_max) || run.inflight_max == 0) {
-                mqb_usage_error(MQB_LCMD, "bad --inflight '%s'", optarg);
-            }
+            run.inflight_max = mqb_opt_num(MQB_LCMD, "--inflight", optarg, 1, UINT64_MAX);
             break;
         case 'v':
             verify = true;
@@ -357,9 +346,7 @@ int mqb_ledger_main(int argc, char **argv)
             break;
         case 'r':
         case 'S':
-            if (!mqb_parse_size(optarg, &v)) {
-                mqb_usage_error(MQB_LCMD, "bad ledger id '%s'", optarg);
-            }
+            v = mqb_opt_num(MQB_LCMD, "ledger id", optarg, 1, UINT64_MAX);
             *(c == 'r' ? &recover_id : &show_id) = (int64_t)v;
             break;
         case 'P':
