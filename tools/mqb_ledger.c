@@ -293,6 +293,7 @@ int mqb_ledger_main(int argc, char **argv)
     lc_client_conf_t conf;
     if (lc_conf_apply(&lconf, &conf, cerr, sizeof(cerr)) != MQ_OK) {
         fprintf(stderr, "mqbench ledger: %s: %s\n", conf_path ? conf_path : "defaults", cerr);
+        mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
         return 2;
     }
     mqb_lrun_t run;
@@ -357,9 +358,11 @@ int mqb_ledger_main(int argc, char **argv)
             break;
         case 'h':
             mqb_l_usage(stdout);
+            mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
             return 0;
         default:
             mqb_l_usage(stderr);
+            mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
             return 2;
         }
     }
