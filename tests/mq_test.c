@@ -4,7 +4,14 @@
 #include "mq_test.h"
 
 #include <CUnit/Basic.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,12 +91,64 @@ const char *mq_test_binary_dir(void)
 }
 
 static char mq_test_zk_dir[PATH_MAX];
+static pid_t mq_test_zk_pid;
 
 /* A test that stops on a fatal assertion skips its own cleanup: the
- * ZooKeeper it started must not outlive the process. */
+ * ZooKeeper it started must not outlive the process. (One that crashes is
+ * covered too: ZooKeeper runs as a child that the kernel kills with us.) */
 static void mq_test_zk_atexit(void)
 {
     mq_test_zk_stop();
+}
+
+static int mq_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+/* True when a server on 127.0.0.1:port answers "ruok" with "imok". */
+static bool mq_test_zk_ruok(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char buf[8] = "";
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "ruok", 4) == 4 &&
+              read(fd, buf, 4) == 4 && memcmp(buf, "imok", 4) == 0;
+    close(fd);
+    return ok;
+}
+
+typedef struct mq_test_zk_probe {
+    pid_t pid;
+    int port;
+    bool exited;
+} mq_test_zk_probe_t;
+
+static bool mq_test_zk_up_or_dead(void *arg)
+{
+    mq_test_zk_probe_t *p = arg;
+    int st;
+    if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+        p->exited = true;
+        return true;
+    }
+    return mq_test_zk_ruok(p->port);
 }
 
 bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms)
@@ -100,37 +159,68 @@ bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms)
         registered = true;
     }
     snprintf(mq_test_zk_dir, sizeof(mq_test_zk_dir), "%s", mq_test_tmpdir("zk"));
-    char cmd[PATH_MAX * 2 + 64];
-    snprintf(cmd, sizeof(cmd), "%s/scripts/zookeeper.sh start --dir %s --tick-ms %u",
-             mq_test_source_dir(), mq_test_zk_dir, tick_ms ? tick_ms : 500);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        perror("popen");
-        return false;
+    char script[PATH_MAX];
+    char log[PATH_MAX + 16];
+    char tick[16];
+    snprintf(script, sizeof(script), "%s/scripts/zookeeper.sh", mq_test_source_dir());
+    snprintf(log, sizeof(log), "%s/zk.log", mq_test_zk_dir);
+    snprintf(tick, sizeof(tick), "%u", tick_ms ? tick_ms : 500);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int port = mq_test_free_port();
+        char sport[16];
+        snprintf(sport, sizeof(sport), "%d", port);
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid == 0) {
+            /* Dies with the test, even if the test crashes. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent) {
+                _exit(1);
+            }
+            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+            execl(script, script, "run", "--dir", mq_test_zk_dir, "--port", sport, "--tick-ms",
+                  tick, (char *)NULL);
+            _exit(127);
+        }
+        mq_test_zk_probe_t probe = {pid, port, false};
+        if (mq_test_wait(mq_test_zk_up_or_dead, &probe, 60000) && !probe.exited) {
+            mq_test_zk_pid = pid;
+            snprintf(hostport, cap, "127.0.0.1:%d", port);
+            return true;
+        }
+        if (!probe.exited) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        /* The port was taken between our check and ZooKeeper's bind: try
+         * another one. */
     }
-    char line[256] = "";
-    char *got = fgets(line, sizeof(line), p);
-    int rc = pclose(p);
-    if (!got || rc != 0) {
-        fprintf(stderr, "ZooKeeper did not start (%s), see %s/zk.log\n", cmd, mq_test_zk_dir);
-        return false;
-    }
-    line[strcspn(line, "\r\n")] = '\0';
-    snprintf(hostport, cap, "%s", line);
-    return true;
+    fprintf(stderr, "ZooKeeper did not start, see %s\n", log);
+    return false;
 }
 
 void mq_test_zk_stop(void)
 {
-    if (!mq_test_zk_dir[0]) {
-        return;
+    if (mq_test_zk_pid > 0) {
+        kill(mq_test_zk_pid, SIGTERM);
+        uint64_t deadline = mq_now_ms() + 10000;
+        while (waitpid(mq_test_zk_pid, NULL, WNOHANG) == 0) {
+            if (mq_now_ms() > deadline) {
+                kill(mq_test_zk_pid, SIGKILL);
+                waitpid(mq_test_zk_pid, NULL, 0);
+                break;
+            }
+            usleep(10000);
+        }
+        mq_test_zk_pid = 0;
     }
-    char cmd[PATH_MAX * 2 + 64];
-    snprintf(cmd, sizeof(cmd), "%s/scripts/zookeeper.sh stop --dir %s", mq_test_source_dir(),
-             mq_test_zk_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "could not stop ZooKeeper in %s\n", mq_test_zk_dir);
+    if (mq_test_zk_dir[0]) {
+        mq_fs_remove_tree(mq_test_zk_dir);
+        mq_test_zk_dir[0] = '\0';
     }
-    mq_fs_remove_tree(mq_test_zk_dir);
-    mq_test_zk_dir[0] = '\0';
 }
