@@ -397,8 +397,10 @@ static bool zk_ops_mode(int flags, int *mode)
 
 /* --- blocking operations ------------------------------------------------ */
 
-static mq_err_t zk_ops_get(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
-                           char **data, size_t *len, zk_stat_t *stat)
+/* Runs a read of path (get, exists, children) with the kind and watch the
+ * caller put in call: resolves the chrooted path, arms the watch when a
+ * callback or waiter is given, waits for the answer. Results stay in call. */
+static mq_err_t zk_ops_read(zk_client_t *zk, const char *path, zk_call_t *call)
 {
     if (!zk) {
         return MQ_EINVAL;
@@ -408,11 +410,20 @@ static mq_err_t zk_ops_get(zk_client_t *zk, const char *path, zk_watch_cb cb, vo
     if (err != MQ_OK) {
         return err;
     }
-    zk_call_t call = {.kind = ZK_CALL_GET, .fpath = full, .upath = path};
-    call.want_watch = cb != NULL;
-    call.wcb = cb;
-    call.warg = arg;
-    err = zk_ops_run(zk, &call);
+    call->fpath = full;
+    call->upath = path;
+    call->want_watch = call->wcb != NULL || call->waiter != NULL;
+    err = zk_ops_run(zk, call);
+    call->fpath = NULL;
+    free(full);
+    return err;
+}
+
+static mq_err_t zk_ops_get(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
+                           char **data, size_t *len, zk_stat_t *stat)
+{
+    zk_call_t call = {.kind = ZK_CALL_GET, .wcb = cb, .warg = arg};
+    mq_err_t err = zk_ops_read(zk, path, &call);
     if (err == MQ_OK) {
         if (data) {
             *data = call.rdata;
@@ -426,7 +437,6 @@ static mq_err_t zk_ops_get(zk_client_t *zk, const char *path, zk_watch_cb cb, vo
         }
     }
     free(call.rdata);
-    free(full);
     return err;
 }
 
@@ -447,24 +457,11 @@ mq_err_t zk_get_w(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg, 
 static mq_err_t zk_ops_exists(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
                               zk_waiter_t *waiter, zk_stat_t *stat)
 {
-    if (!zk) {
-        return MQ_EINVAL;
-    }
-    char *full;
-    mq_err_t err = zk_client_path(zk, path, &full);
-    if (err != MQ_OK) {
-        return err;
-    }
-    zk_call_t call = {.kind = ZK_CALL_EXISTS, .fpath = full, .upath = path};
-    call.want_watch = cb != NULL || waiter != NULL;
-    call.wcb = cb;
-    call.warg = arg;
-    call.waiter = waiter;
-    err = zk_ops_run(zk, &call);
+    zk_call_t call = {.kind = ZK_CALL_EXISTS, .wcb = cb, .warg = arg, .waiter = waiter};
+    mq_err_t err = zk_ops_read(zk, path, &call);
     if (err == MQ_OK && stat) {
         *stat = call.stat;
     }
-    free(full);
     return err;
 }
 
@@ -651,19 +648,11 @@ static int zk_ops_name_cmp(const void *a, const void *b)
 static mq_err_t zk_ops_children(zk_client_t *zk, const char *path, zk_watch_cb cb, void *arg,
                                 char ***names, size_t *count)
 {
-    if (!zk || !names || !count) {
+    if (!names || !count) {
         return MQ_EINVAL;
     }
-    char *full;
-    mq_err_t err = zk_client_path(zk, path, &full);
-    if (err != MQ_OK) {
-        return err;
-    }
-    zk_call_t call = {.kind = ZK_CALL_CHILDREN, .fpath = full, .upath = path};
-    call.want_watch = cb != NULL;
-    call.wcb = cb;
-    call.warg = arg;
-    err = zk_ops_run(zk, &call);
+    zk_call_t call = {.kind = ZK_CALL_CHILDREN, .wcb = cb, .warg = arg};
+    mq_err_t err = zk_ops_read(zk, path, &call);
     if (err == MQ_OK) {
         if (call.count > 1) {
             qsort(call.names, call.count, sizeof(*call.names), zk_ops_name_cmp);
@@ -674,7 +663,6 @@ static mq_err_t zk_ops_children(zk_client_t *zk, const char *path, zk_watch_cb c
         call.count = 0;
     }
     zk_strings_free(call.names, call.count);
-    free(full);
     return err;
 }
 
