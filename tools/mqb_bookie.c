@@ -48,7 +48,6 @@ typedef struct mqb_run {
     uint32_t timeout_ms;
     bool recovery;
     char master_key[65];
-    bool progress;
 
     mq_net_loop_t *loop;
     lc_bookie_t **bookies;
@@ -74,11 +73,7 @@ typedef struct mqb_run {
     uint64_t v_unacked_present;
     uint64_t v_unacked_absent;
 
-    /* shared with the main thread */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    uint64_t progress_ok;
+    mqb_done_t sync; /* shared with the main thread */
 } mqb_run_t;
 
 typedef struct mqb_op {
@@ -106,14 +101,6 @@ static void mqb_bk_usage(FILE *out)
             "  --timeout-ms T     per-request timeout (default 10000)\n"
             "  --progress         print a progress line every second on stderr\n"
             "\nexit status: 0 all good; 1 verification failed; 3 some adds failed; 2 usage\n");
-}
-
-static void mqb_done_signal(mqb_run_t *run)
-{
-    pthread_mutex_lock(&run->lock);
-    run->done = true;
-    pthread_cond_signal(&run->cond);
-    pthread_mutex_unlock(&run->lock);
 }
 
 /* --- writing (loop thread) ----------------------------------------------- */
@@ -216,11 +203,9 @@ static void mqb_issue(mqb_run_t *run)
         }
         run->inflight++;
     }
-    pthread_mutex_lock(&run->lock);
-    run->progress_ok = run->verifying ? run->v_ok : run->ok;
-    pthread_mutex_unlock(&run->lock);
+    mqb_done_progress(&run->sync, run->verifying ? run->v_ok : run->ok);
     if (run->inflight == 0 && (run->stop_issuing || !mqb_next_ledger(run))) {
-        mqb_done_signal(run);
+        mqb_done_set(&run->sync);
     }
 }
 
@@ -277,27 +262,6 @@ static void mqb_read_done(const lc_bk_result_t *res, void *arg)
 }
 
 /* --- the run -------------------------------------------------------------------- */
-
-static void mqb_wait(mqb_run_t *run, const char *what)
-{
-    uint64_t t0 = mq_now_ns();
-    uint64_t last_ok = 0;
-    pthread_mutex_lock(&run->lock);
-    while (!run->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&run->cond, &run->lock, &ts);
-        if (run->progress && !run->done) {
-            uint64_t ok = run->progress_ok;
-            fprintf(stderr, "%s: %" PRIu64 " done, %" PRIu64 "/s, %.1f s\n", what, ok, ok - last_ok,
-                    (double)(mq_now_ns() - t0) / 1e9);
-            last_ok = ok;
-        }
-    }
-    run->done = false;
-    pthread_mutex_unlock(&run->lock);
-}
 
 static bool mqb_load_ack_log(mqb_run_t *run, const char *path)
 {
@@ -378,6 +342,7 @@ int mqb_bookie_main(int argc, char **argv)
     const char *ack_path = NULL;
     bool verify = false;
     bool verify_only = false;
+    bool progress = false;
     uint64_t base = (mq_wall_ms() & 0xffffffffffull) << 12;
     int c;
     optind = 1;
@@ -423,7 +388,7 @@ int mqb_bookie_main(int argc, char **argv)
             run.timeout_ms = (uint32_t)mqb_opt_num(MQB_CMD, "--timeout-ms", optarg, 1, 600000);
             break;
         case 'p':
-            run.progress = true;
+            progress = true;
             break;
         case 'h':
             mqb_bk_usage(stdout);
@@ -487,8 +452,7 @@ int mqb_bookie_main(int argc, char **argv)
         }
     }
 
-    pthread_mutex_init(&run.lock, NULL);
-    pthread_cond_init(&run.cond, NULL);
+    mqb_done_init(&run.sync, progress);
     run.loop = mq_net_loop_new("mqbench");
     run.bookies = mq_calloc(run.naddrs, sizeof(*run.bookies));
     for (size_t i = 0; i < run.naddrs; i++) {
@@ -502,7 +466,7 @@ int mqb_bookie_main(int argc, char **argv)
         mq_hist_init(&run.hist);
         uint64_t t0 = mq_now_ns();
         mq_net_loop_post(run.loop, mqb_issue_task, &run);
-        mqb_wait(&run, "write");
+        mqb_done_wait(&run.sync, "write");
         double secs = (double)(mq_now_ns() - t0) / 1e9;
         if (run.ack_log) {
             fclose(run.ack_log);
@@ -530,7 +494,7 @@ int mqb_bookie_main(int argc, char **argv)
         }
         uint64_t t0 = mq_now_ns();
         mq_net_loop_post(run.loop, mqb_issue_task, &run);
-        mqb_wait(&run, "verify");
+        mqb_done_wait(&run.sync, "verify");
         double secs = (double)(mq_now_ns() - t0) / 1e9;
         uint64_t checked = run.v_ok + run.v_missing + run.v_garbage + run.v_errors +
                            run.v_unacked_present + run.v_unacked_absent;
@@ -564,7 +528,6 @@ int mqb_bookie_main(int argc, char **argv)
     free(run.ledgers);
     free(run.bookies);
     free(run.addrs);
-    pthread_mutex_destroy(&run.lock);
-    pthread_cond_destroy(&run.cond);
+    mqb_done_fini(&run.sync);
     return code;
 }

@@ -3,6 +3,7 @@
  */
 #include "mqb_common.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,4 +92,54 @@ void mqb_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\n(see mqbench %s --help)\n", cmd);
     exit(2);
+}
+
+void mqb_done_init(mqb_done_t *d, bool show_progress)
+{
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    d->done = false;
+    d->show_progress = show_progress;
+    d->progress = 0;
+}
+
+void mqb_done_fini(mqb_done_t *d)
+{
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+}
+
+void mqb_done_progress(mqb_done_t *d, uint64_t n)
+{
+    pthread_mutex_lock(&d->lock);
+    d->progress = n;
+    pthread_mutex_unlock(&d->lock);
+}
+
+void mqb_done_set(mqb_done_t *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->done = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void mqb_done_wait(mqb_done_t *d, const char *what)
+{
+    uint64_t t0 = mq_now_ns();
+    uint64_t last = 0;
+    pthread_mutex_lock(&d->lock);
+    while (!d->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+        if (d->show_progress && !d->done) {
+            fprintf(stderr, "%s: %" PRIu64 " done, %" PRIu64 "/s, %.1f s\n", what, d->progress,
+                    d->progress - last, (double)(mq_now_ns() - t0) / 1e9);
+            last = d->progress;
+        }
+    }
+    d->done = false;
+    pthread_mutex_unlock(&d->lock);
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "mq_hist.h"
 
 /* Parses "123", "64k", "1m", "2g" (powers of 1024). */
@@ -25,6 +27,27 @@ void mqb_print_latency(const char *label, const mq_hist_t *h);
 /* Fails with a message and exit code 2. */
 void mqb_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
+
+/*
+ * The rendezvous between a run's callbacks (on a loop thread) and the main
+ * thread: callbacks publish progress and say when the run is done; the main
+ * thread waits, printing a progress line every second when asked.
+ */
+typedef struct mqb_done {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    bool show_progress;
+    uint64_t progress;
+} mqb_done_t;
+
+void mqb_done_init(mqb_done_t *d, bool show_progress);
+void mqb_done_fini(mqb_done_t *d);
+/* Callback side: how many operations are done so far / the run is over. */
+void mqb_done_progress(mqb_done_t *d, uint64_t n);
+void mqb_done_set(mqb_done_t *d);
+/* Main thread: waits for mqb_done_set, then re-arms for the next phase. */
+void mqb_done_wait(mqb_done_t *d, const char *what);
 
 int mqb_bookie_main(int argc, char **argv);
 int mqb_disk_main(int argc, char **argv);

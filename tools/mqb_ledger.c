@@ -46,10 +46,7 @@ typedef struct mqb_lrun {
     mq_hist_t hist;
     uint8_t *payload;
 
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    uint64_t progress_ok;
+    mqb_done_t sync; /* shared with the main thread */
 } mqb_lrun_t;
 
 typedef struct mqb_lop {
@@ -77,14 +74,6 @@ static void mqb_l_usage(FILE *out)
                  "  --progress         a progress line every second on stderr\n"
                  "  --help-config      every ledger client key, its default and meaning\n"
                  "\nexit status: 0 all good; 1 verification failed; 3 adds failed; 2 usage\n");
-}
-
-static void mqb_l_signal(mqb_lrun_t *run)
-{
-    pthread_mutex_lock(&run->lock);
-    run->done = true;
-    pthread_cond_signal(&run->cond);
-    pthread_mutex_unlock(&run->lock);
 }
 
 static void mqb_l_issue(mqb_lrun_t *run);
@@ -138,15 +127,13 @@ static void mqb_l_issue(mqb_lrun_t *run)
             run->stop = true;
         }
     }
-    pthread_mutex_lock(&run->lock);
-    run->progress_ok = run->ok;
-    pthread_mutex_unlock(&run->lock);
+    mqb_done_progress(&run->sync, run->ok);
     bool more = false;
     for (uint64_t i = 0; i < run->nledgers && !more; i++) {
         more = run->next[i] < run->entries;
     }
     if (run->inflight == 0 && (run->stop || !more)) {
-        mqb_l_signal(run);
+        mqb_done_set(&run->sync);
     }
 }
 
@@ -154,24 +141,6 @@ static void mqb_l_issue(mqb_lrun_t *run)
 static void mqb_l_kick(mq_err_t err, int64_t entry_id, void *arg)
 {
     mqb_l_added(err, entry_id, arg);
-}
-
-static void mqb_l_wait(mqb_lrun_t *run)
-{
-    uint64_t last = 0;
-    pthread_mutex_lock(&run->lock);
-    while (!run->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&run->cond, &run->lock, &ts);
-        if (run->progress && !run->done) {
-            fprintf(stderr, "write: %" PRIu64 " acknowledged, %" PRIu64 "/s\n", run->progress_ok,
-                    run->progress_ok - last);
-            last = run->progress_ok;
-        }
-    }
-    pthread_mutex_unlock(&run->lock);
 }
 
 /* Reads entries 0..last of lh back and checks each payload's bytes. */
@@ -393,8 +362,7 @@ int mqb_ledger_main(int argc, char **argv)
     run.lhs = mq_calloc(run.nledgers, sizeof(*run.lhs));
     run.next = mq_calloc(run.nledgers, sizeof(*run.next));
     run.payload = mq_malloc(run.size ? run.size : 1);
-    pthread_mutex_init(&run.lock, NULL);
-    pthread_cond_init(&run.cond, NULL);
+    mqb_done_init(&run.sync, run.progress);
     mq_hist_init(&run.hist);
     for (uint64_t i = 0; i < run.nledgers; i++) {
         err = lc_ledger_create(run.cl, NULL, &run.lhs[i]);
@@ -423,7 +391,7 @@ int mqb_ledger_main(int argc, char **argv)
         fprintf(stderr, "mqbench ledger: first add refused\n");
         return 1;
     }
-    mqb_l_wait(&run);
+    mqb_done_wait(&run.sync, "write");
     double secs = (double)(mq_now_ns() - t0) / 1e9;
     for (uint64_t i = 0; i < run.nledgers && !keep_open; i++) {
         mq_err_t close_err = lc_ledger_close(run.lhs[i]);
@@ -477,8 +445,7 @@ int mqb_ledger_main(int argc, char **argv)
     free(run.lhs);
     free(run.next);
     free(run.payload);
-    pthread_mutex_destroy(&run.lock);
-    pthread_cond_destroy(&run.cond);
+    mqb_done_fini(&run.sync);
     mq_conf_fini(lc_conf_keys, lc_conf_nkeys, &lconf);
     return code;
 }
