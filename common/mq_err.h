@@ -43,7 +43,8 @@
     X(MQ_ETOOMANY, -25, true, "too many requests")                                                 \
     X(MQ_ECOOKIE, -26, false, "cookie mismatch: storage does not belong here")                     \
     X(MQ_EZK, -27, true, "ZooKeeper error")                                                        \
-    X(MQ_ENOTENOUGHBOOKIES, -28, true, "not enough bookies")
+    X(MQ_ENOTENOUGHBOOKIES, -28, true, "not enough bookies")                                       \
+    X(MQ_ENOTOWNER, -29, true, "this broker does not own the queue")
 
 typedef enum mq_err {
 #define MQ_ERR_ENUM(name, value, retriable, msg) name = value,

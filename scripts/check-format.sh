@@ -8,7 +8,7 @@ if [ -z "$CF" ]; then
   echo "check-format: clang-format-14 not installed (scripts/install-deps.sh installs it)" >&2
   exit 1
 fi
-mapfile -t files < <(find common bookie tools tests -name '*.[ch]' | sort)
+mapfile -t files < <(find common bookie broker tools tests -name '*.[ch]' | sort)
 if [ "${1:-}" = "--fix" ]; then
   "$CF" -i "${files[@]}"
   exit 0

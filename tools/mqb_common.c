@@ -60,6 +60,34 @@ uint64_t mqb_opt_num(const char *cmd, const char *name, const char *arg, uint64_
     return v;
 }
 
+uint64_t mqb_opt_duration_ms(const char *cmd, const char *name, const char *arg, uint64_t min_ms,
+                             uint64_t max_ms)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    double mul = 1000;
+    if (end == arg || v < 0) {
+        mqb_usage_error(cmd, "bad %s '%s' (expected e.g. 500ms, 30s, 5m, 1h)", name, arg);
+    }
+    if (strcmp(end, "ms") == 0) {
+        mul = 1;
+    } else if (strcmp(end, "") == 0 || strcmp(end, "s") == 0) {
+        mul = 1000;
+    } else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) {
+        mul = 60000;
+    } else if (strcmp(end, "h") == 0) {
+        mul = 3600000;
+    } else {
+        mqb_usage_error(cmd, "bad %s '%s' (expected e.g. 500ms, 30s, 5m, 1h)", name, arg);
+    }
+    double ms = v * mul;
+    if (ms < (double)min_ms || ms > (double)max_ms) {
+        mqb_usage_error(cmd, "bad %s '%s' (expected %llu ms..%llu ms)", name, arg,
+                        (unsigned long long)min_ms, (unsigned long long)max_ms);
+    }
+    return (uint64_t)ms;
+}
+
 void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len)
 {
     uint64_t state = mq_mix64(ledger_id * 0x9E3779B97F4A7C15ull ^ (uint64_t)entry_id);
@@ -101,6 +129,14 @@ void mqb_done_init(mqb_done_t *d, bool show_progress)
     d->done = false;
     d->show_progress = show_progress;
     d->progress = 0;
+    d->printer = NULL;
+    d->printer_arg = NULL;
+}
+
+void mqb_done_set_printer(mqb_done_t *d, mqb_progress_cb printer, void *arg)
+{
+    d->printer = printer;
+    d->printer_arg = arg;
 }
 
 void mqb_done_fini(mqb_done_t *d)
@@ -134,7 +170,9 @@ void mqb_done_wait(mqb_done_t *d, const char *what)
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
         pthread_cond_timedwait(&d->cond, &d->lock, &ts);
-        if (d->show_progress && !d->done) {
+        if (d->show_progress && !d->done && d->printer) {
+            d->printer((double)(mq_now_ns() - t0) / 1e9, d->printer_arg);
+        } else if (d->show_progress && !d->done) {
             fprintf(stderr, "%s: %" PRIu64 " done, %" PRIu64 "/s, %.1f s\n", what, d->progress,
                     d->progress - last, (double)(mq_now_ns() - t0) / 1e9);
             last = d->progress;

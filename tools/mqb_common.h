@@ -20,6 +20,11 @@ bool mqb_parse_size(const char *s, uint64_t *out);
  * error naming the subcommand and the option. */
 uint64_t mqb_opt_num(const char *cmd, const char *name, const char *arg, uint64_t min,
                      uint64_t max);
+/* The value of option name, a duration ("500ms", "30", "30s", "5m", "1h";
+ * plain numbers are seconds), in milliseconds within [min_ms, max_ms], or a
+ * usage error. */
+uint64_t mqb_opt_duration_ms(const char *cmd, const char *name, const char *arg, uint64_t min_ms,
+                             uint64_t max_ms);
 /* Fills buf with the payload of (ledger, entry): a SplitMix64 stream. */
 void mqb_payload(uint64_t ledger_id, int64_t entry_id, uint8_t *buf, size_t len);
 /* Prints "label p50 .. p99 .. p999 .. max .. mean .." in microseconds. */
@@ -28,10 +33,14 @@ void mqb_print_latency(const char *label, const mq_hist_t *h);
 void mqb_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
 
+/* Prints one progress line (stderr) for a run elapsed_s seconds old. */
+typedef void (*mqb_progress_cb)(double elapsed_s, void *arg);
+
 /*
  * The rendezvous between a run's callbacks (on a loop thread) and the main
  * thread: callbacks publish progress and say when the run is done; the main
- * thread waits, printing a progress line every second when asked.
+ * thread waits, printing a progress line every second when asked (the
+ * default line, or the subcommand's own through a printer).
  */
 typedef struct mqb_done {
     pthread_mutex_t lock;
@@ -39,9 +48,14 @@ typedef struct mqb_done {
     bool done;
     bool show_progress;
     uint64_t progress;
+    mqb_progress_cb printer;
+    void *printer_arg;
 } mqb_done_t;
 
 void mqb_done_init(mqb_done_t *d, bool show_progress);
+/* Progress lines come from printer (called on the waiting thread, with the
+ * rendezvous' lock held: it must not wait for a callback). */
+void mqb_done_set_printer(mqb_done_t *d, mqb_progress_cb printer, void *arg);
 void mqb_done_fini(mqb_done_t *d);
 /* Callback side: how many operations are done so far / the run is over. */
 void mqb_done_progress(mqb_done_t *d, uint64_t n);
@@ -52,5 +66,6 @@ void mqb_done_wait(mqb_done_t *d, const char *what);
 int mqb_bookie_main(int argc, char **argv);
 int mqb_disk_main(int argc, char **argv);
 int mqb_ledger_main(int argc, char **argv);
+int mqb_produce_main(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
  *   mqbench bookie ...   adds (and reads back) entries directly on bookies
  *   mqbench ledger ...   writes ledgers through the ledger client
  *   mqbench disk ...     raw group-commit fdatasync bandwidth of a directory
+ *   mqbench produce ...  sends messages to brokers over RocketMQ 5's gRPC protocol
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,8 @@ static void mqb_main_usage(FILE *out)
                  "commands:\n"
                  "  bookie   write entries to bookies directly; --verify reads them back\n"
                  "  ledger   write (E,Qw,Qa) ledgers through the ledger client; recover; show\n"
-                 "  disk     measure group-commit fdatasync bandwidth of a directory\n\n"
+                 "  disk     measure group-commit fdatasync bandwidth of a directory\n"
+                 "  produce  send messages to brokers (RocketMQ 5 gRPC), open or closed loop\n\n"
                  "mqbench <command> --help for its options\n");
 }
 
@@ -32,6 +34,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ledger") == 0) {
         return mqb_ledger_main(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "produce") == 0) {
+        return mqb_produce_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "disk") == 0) {
         return mqb_disk_main(argc - 1, argv + 1);

@@ -11,11 +11,15 @@
 #include "lc_ledger.h"
 #include "mq_config.h"
 
-/* X(name, type, default, min, max, doc) */
-#define LC_CONF_KEYS(X)                                                                            \
+/* X(name, type, default, min, max, doc). The ZooKeeper keys and the ledger
+ * keys are separate lists so a process with its own ZooKeeper defaults (the
+ * broker) can take only the ledger ones. */
+#define LC_CONF_ZK_KEYS(X)                                                                         \
     X(zkServers, STR, "127.0.0.1:2181", 0, 0, "ZooKeeper connect string (host:port,...)")          \
     X(zkTimeout, INT, "10000", 1000, 600000, "ZooKeeper session timeout, ms")                      \
-    X(zkLedgersRootPath, STR, "/ledgermq", 0, 0, "Root znode of the LedgerMQ cluster")             \
+    X(zkLedgersRootPath, STR, "/ledgermq", 0, 0, "Root znode of the LedgerMQ cluster")
+
+#define LC_CONF_LEDGER_KEYS(X)                                                                     \
     X(ensembleSize, INT, "5", 1, 16, "Bookies a new ledger is striped over (E)")                   \
     X(writeQuorumSize, INT, "3", 1, 16, "Copies of each entry (Qw <= E)")                          \
     X(ackQuorumSize, INT, "2", 1, 16,                                                              \
@@ -27,6 +31,8 @@
     X(speculativeReadTimeout, INT, "500", 0, 600000,                                               \
       "Ask the next replica when a read has no answer after this, ms (0: never)")                  \
     X(ledgerPassword, STR, "", 0, 0, "Password the ledgers' master key derives from")
+
+#define LC_CONF_KEYS(X) LC_CONF_ZK_KEYS(X) LC_CONF_LEDGER_KEYS(X)
 
 typedef struct lc_conf {
     LC_CONF_KEYS(MQ_CONF_FIELD)

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "it_broker.h"
 #include "mq_fs.h"
 #include "mq_log.h"
 #include "mq_test.h"
@@ -30,6 +31,8 @@ const char *it_bin(const char *name)
     char *p = paths[next++ % 4];
     if (strcmp(name, "mqbookie") == 0) {
         snprintf(p, PATH_MAX, "%s/bookie/mqbookie", mq_test_binary_dir());
+    } else if (strcmp(name, "mqbroker") == 0) {
+        snprintf(p, PATH_MAX, "%s/broker/mqbroker", mq_test_binary_dir());
     } else {
         snprintf(p, PATH_MAX, "%s/tools/%s", mq_test_binary_dir(), name);
     }
@@ -62,6 +65,12 @@ static void it_cluster_atexit(void)
 {
     if (!it_current) {
         return;
+    }
+    for (int i = 0; i < it_current->nbrokers; i++) {
+        if (it_current->brokers[i].pid > 0) {
+            kill(it_current->brokers[i].pid, SIGKILL);
+            it_wait_pid(it_current->brokers[i].pid, 10000);
+        }
     }
     for (int i = 0; i < it_current->nbookies; i++) {
         if (it_current->bookies[i].pid > 0) {
@@ -136,6 +145,19 @@ static int it_check_log(it_cluster_t *c, const char *path)
 
 void it_cluster_fini(it_cluster_t *c)
 {
+    /* Brokers first: a clean stop closes their ledgers on the bookies. A
+     * broker a test left stopped (SIGSTOP) is continued so SIGTERM reaches
+     * it. */
+    for (int i = 0; i < c->nbrokers; i++) {
+        if (c->brokers[i].pid > 0) {
+            kill(c->brokers[i].pid, SIGCONT);
+            int st = it_broker_kill(c, i, SIGTERM);
+            if (st != 0) {
+                fprintf(stderr, "\n  broker %d exited with %d on SIGTERM\n", i, st);
+            }
+            CU_ASSERT_EQUAL(st, 0);
+        }
+    }
     for (int i = 0; i < c->nbookies; i++) {
         if (c->bookies[i].pid > 0) {
             int st = it_bookie_kill(c, i, SIGTERM);
@@ -148,6 +170,9 @@ void it_cluster_fini(it_cluster_t *c)
     int bad = 0;
     for (int i = 0; i < c->nbookies; i++) {
         bad += it_check_log(c, c->bookies[i].log);
+    }
+    for (int i = 0; i < c->nbrokers; i++) {
+        bad += it_check_log(c, c->brokers[i].log);
     }
     CU_ASSERT_EQUAL(bad, 0);
     if (c->zk) {

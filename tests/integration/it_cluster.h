@@ -18,6 +18,7 @@
 
 #define IT_MAX_BOOKIES 8
 #define IT_MAX_SETS 16
+#define IT_MAX_BROKERS 4
 
 typedef struct it_bookie {
     char dir[PATH_MAX];
@@ -35,6 +36,8 @@ typedef struct it_cluster {
     zk_client_t *zk;
     int nbookies;
     it_bookie_t bookies[IT_MAX_BOOKIES];
+    int nbrokers;
+    it_bookie_t brokers[IT_MAX_BROKERS]; /* same fields; see it_broker.h */
     /* Substrings of ERROR lines a test expects (NULL-terminated). */
     const char *allowed_errors[16];
 } it_cluster_t;

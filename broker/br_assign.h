@@ -1,0 +1,65 @@
+/*
+ * br_assign: the leader's queue assignment, as a pure function.
+ *
+ * Given the live brokers (with their reported msgs/s) and every queue of
+ * every topic (with the live broker that has it now, if any), it chooses a
+ * broker for each queue:
+ *
+ *   1. Targets. A broker is overloaded when its msgs/s exceed both
+ *      overload_factor times the average over all live brokers and
+ *      overload_floor. Its target is the queue count that would bring it to
+ *      the average if its queues were equally busy: floor(count * average /
+ *      load), at least 1 (moving a broker's last queue moves its load, it
+ *      does not shed it), at most the even share floor(queues / brokers).
+ *      It stays at that target while it stays overloaded (no flapping while
+ *      its report catches up). The other brokers share the
+ *      remaining queues evenly (counts differ by at most one); the extra
+ *      ones go to the brokers that hold the most now (fewest moves), then
+ *      the least loaded, then by id. Without overload every target is the
+ *      even share or one more, so counts differ by at most one.
+ *   2. Keep. In (topic, queue) order, a queue stays with its current broker
+ *      while that broker is under its target (sticky).
+ *   3. Fill. Every other queue (its broker died, was over target, or it is
+ *      new), in (topic, queue) order, goes to the broker furthest below its
+ *      target, then the least loaded, then by id.
+ *
+ * So every queue is assigned when a broker lives, a queue only moves when
+ * its broker is dead or over target, and moves come from the brokers with
+ * the most. The result depends only on the sets given (not their order).
+ *
+ * Weighting: only msgs_in counts (the figure every broker reports and that
+ * costs the most: appends go to bookies). Per-queue rates are not known, so
+ * shedding assumes a broker's queues are equally busy; the next load report
+ * corrects the estimate, and the floor and factor give hysteresis.
+ *
+ * Pure; any thread.
+ */
+#ifndef BR_ASSIGN_H
+#define BR_ASSIGN_H
+
+#include <stddef.h>
+
+typedef struct br_assign_broker {
+    const char *id; /* distinct */
+    double load;    /* msgs/s in */
+} br_assign_broker_t;
+
+typedef struct br_assign_queue {
+    const char *topic;
+    int queue;
+    int current;  /* index of the live broker that has it now, -1 none */
+    int assignee; /* out: index into the brokers, -1 when there are none */
+} br_assign_queue_t;
+
+typedef struct br_assign_params {
+    double overload_factor; /* >= 1 (smaller values count as 1); default 1.5 */
+    double overload_floor;  /* msgs/s below which nobody is overloaded; 1000 */
+} br_assign_params_t;
+
+void br_assign_params_default(br_assign_params_t *p);
+/* Fills queues[i].assignee; returns how many queues that had a current
+ * broker move to another. (topic, queue) pairs must be distinct. */
+size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
+                         br_assign_queue_t *queues, size_t nqueues, const br_assign_params_t *p);
+
+#endif

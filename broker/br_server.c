@@ -1,0 +1,341 @@
+/*
+ * br_server: the broker's lifecycle (see br_server.h). Start order: config
+ * checks, ZooKeeper session, ledger client, executors, topic cache, gRPC
+ * server with the messaging and admin services, then cluster membership
+ * (which starts handing us queues). Stop order is the reverse, so a planned
+ * stop closes every owned queue's ledger before the ownership znodes go and
+ * the next owner finds the logs cleanly closed.
+ *
+ * Threads: start and run on the caller's thread; a signal thread turns
+ * SIGTERM/SIGINT into a stop; the retention timer runs on the slow executor.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "br_server_int.h"
+#include "mq_log.h"
+#include "mq_util.h"
+
+void br_server_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void br_server_stop(br_server_t *srv, int exit_code)
+{
+    pthread_mutex_lock(&srv->stop_lock);
+    if (!srv->stopping) {
+        srv->stopping = true;
+        srv->exit_code = exit_code;
+    }
+    pthread_cond_broadcast(&srv->stop_cond);
+    pthread_mutex_unlock(&srv->stop_lock);
+}
+
+static void *br_srv_signal_main(void *arg)
+{
+    br_server_t *srv = arg;
+    mq_log_thread_name("signals");
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) {
+        MQ_LOG_INFO("signal received sig=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        br_server_stop(srv, 0);
+    }
+    return NULL;
+}
+
+int br_server_port(const br_server_t *srv)
+{
+    return srv->port;
+}
+
+/* --- shared helpers ------------------------------------------------------------------ */
+
+rpc_channel_t *br_server_peer(br_server_t *srv, const char *endpoint)
+{
+    pthread_mutex_lock(&srv->plock);
+    br_peer_t *p = srv->peers;
+    while (p && strcmp(p->endpoint, endpoint) != 0) {
+        p = p->next;
+    }
+    if (!p) {
+        rpc_channel_t *ch;
+        if (rpc_channel_new(srv->rpc_client, endpoint, &ch) == MQ_OK) {
+            p = mq_calloc(1, sizeof(*p));
+            snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+            p->ch = ch;
+            p->next = srv->peers;
+            srv->peers = p;
+        }
+    }
+    pthread_mutex_unlock(&srv->plock);
+    return p ? p->ch : NULL;
+}
+
+mq_err_t br_server_topic(br_server_t *srv, const char *name, bool create, br_topic_t *out)
+{
+    mq_err_t err = br_topics_get(srv->topics, name, out);
+    if (err != MQ_ENOTFOUND || !create) {
+        return err;
+    }
+    br_topic_t want;
+    memset(&want, 0, sizeof(want));
+    snprintf(want.name, sizeof(want.name), "%s", name);
+    want.queues = (int)srv->conf->defaultTopicQueueNums;
+    want.perm = BR_PERM_READ | BR_PERM_WRITE;
+    want.type = BR_MSG_TYPE_NORMAL;
+    want.ctime_ms = mq_wall_ms();
+    err = br_topics_ensure(srv->topics, &want, out);
+    if (err == MQ_OK) {
+        MQ_LOG_INFO("topic auto-created topic=%s queues=%d", name, out->queues);
+        br_cluster_kick(srv->cluster);
+    }
+    return err;
+}
+
+void br_server_wait_owned(br_server_t *srv, const br_topic_t *t, uint32_t timeout_ms)
+{
+    uint64_t deadline = mq_now_ms() + timeout_ms;
+    for (;;) {
+        int owned = 0;
+        for (int i = 0; i < t->queues; i++) {
+            br_broker_info_t bi;
+            bool self;
+            if (br_cluster_owner(srv->cluster, t->name, i, &bi, &self) == MQ_OK) {
+                owned++;
+            }
+        }
+        if (owned == t->queues || mq_now_ms() >= deadline || srv->stopping) {
+            return;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* --- load report and retention ------------------------------------------------------------ */
+
+static void br_srv_on_load(br_load_t *load, void *arg)
+{
+    br_server_t *srv = arg;
+    uint64_t now = mq_now_ms();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    uint64_t mi = atomic_load(&srv->msgs_in), bi = atomic_load(&srv->bytes_in);
+    uint64_t mo = atomic_load(&srv->msgs_out), bo = atomic_load(&srv->bytes_out);
+    double dt = srv->last_load_ms ? (double)(now - srv->last_load_ms) / 1000.0 : 0;
+    memset(load, 0, sizeof(*load));
+    if (dt > 0) {
+        load->msgs_in = (double)(mi - srv->last_msgs_in) / dt;
+        load->bytes_in = (double)(bi - srv->last_bytes_in) / dt;
+        load->msgs_out = (double)(mo - srv->last_msgs_out) / dt;
+        load->bytes_out = (double)(bo - srv->last_bytes_out) / dt;
+        load->cpu = (cpu_s - srv->last_cpu_s) / dt;
+    }
+    load->queues = br_queue_count(srv);
+    srv->last_load_ms = now;
+    srv->last_msgs_in = mi;
+    srv->last_bytes_in = bi;
+    srv->last_msgs_out = mo;
+    srv->last_bytes_out = bo;
+    srv->last_cpu_s = cpu_s;
+}
+
+static void br_srv_retention(void *arg)
+{
+    br_server_t *srv = arg;
+    if (srv->stopping) {
+        return;
+    }
+    br_queue_trim_all(srv);
+    srv->retention_timer = mq_executor_schedule(
+        srv->slow, 0, (uint64_t)srv->conf->retentionCheckIntervalSec * 1000, br_srv_retention, srv);
+}
+
+/* --- start / run ------------------------------------------------------------------------ */
+
+static void br_srv_free(br_server_t *srv)
+{
+    if (srv->cluster) {
+        br_cluster_stop(srv->cluster);
+    }
+    br_queue_release_all(srv);
+    if (srv->rpc) {
+        rpc_server_free(srv->rpc);
+    }
+    if (srv->slow) {
+        mq_executor_free(srv->slow);
+    }
+    if (srv->ex) {
+        mq_executor_free(srv->ex);
+    }
+    for (br_peer_t *p = srv->peers, *next; p; p = next) {
+        next = p->next;
+        rpc_channel_free(p->ch);
+        free(p);
+    }
+    if (srv->rpc_client) {
+        rpc_client_free(srv->rpc_client);
+    }
+    if (srv->bookies) {
+        meta_bookies_free(srv->bookies);
+    }
+    if (srv->topics) {
+        br_topics_free(srv->topics);
+    }
+    if (srv->lc) {
+        lc_client_free(srv->lc);
+    }
+    if (srv->zk) {
+        zk_client_free(srv->zk);
+    }
+    pthread_mutex_destroy(&srv->qlock);
+    pthread_cond_destroy(&srv->qcond);
+    pthread_mutex_destroy(&srv->plock);
+    pthread_mutex_destroy(&srv->stop_lock);
+    pthread_cond_destroy(&srv->stop_cond);
+    free(srv);
+}
+
+mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf, size_t errlen)
+{
+    br_server_t *srv = mq_calloc(1, sizeof(*srv));
+    srv->conf = conf;
+    srv->root = conf->zkLedgersRootPath;
+    pthread_mutex_init(&srv->qlock, NULL);
+    pthread_cond_init(&srv->qcond, NULL);
+    pthread_mutex_init(&srv->plock, NULL);
+    pthread_mutex_init(&srv->stop_lock, NULL);
+    pthread_cond_init(&srv->stop_cond, NULL);
+
+    lc_client_conf_t lcc;
+    mq_err_t err = br_conf_ledger(conf, &lcc, errbuf, errlen);
+    if (err != MQ_OK) {
+        br_srv_free(srv);
+        return err;
+    }
+    if (conf->brokerName[0] && (strchr(conf->brokerName, '/') || strlen(conf->brokerName) >= 60)) {
+        snprintf(errbuf, errlen, "brokerName '%s' must be < 60 chars without '/'",
+                 conf->brokerName);
+        br_srv_free(srv);
+        return MQ_ECONFIG;
+    }
+
+    zk_client_opts_t zo = {(int)conf->zkTimeout, (int)MQ_MAX(conf->zkTimeout, 15000), NULL};
+    err = zk_client_new(conf->zkServers, &zo, &srv->zk);
+    if (err != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot connect to ZooKeeper at %s: %s", conf->zkServers,
+                 mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+    lcc.zk = srv->zk;
+    err = lc_client_new(&lcc, &srv->lc);
+    if (err != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot start the ledger client: %s", mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+    srv->ex = mq_executor_new("queues", (unsigned)conf->workerThreads);
+    srv->slow = mq_executor_new("slow", 2);
+    if ((err = br_topics_new(srv->zk, srv->root, &srv->topics)) != MQ_OK ||
+        (err = meta_bookies_new(srv->zk, srv->root, NULL, NULL, &srv->bookies)) != MQ_OK ||
+        (err = rpc_client_new(&srv->rpc_client)) != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot start: %s", mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+
+    rpc_server_conf_t rc;
+    rpc_server_conf_default(&rc);
+    char addr[160];
+    snprintf(addr, sizeof(addr), "%s:%lld", conf->listenAddress, (long long)conf->grpcServerPort);
+    rc.addr = addr;
+    rc.threads = (unsigned)conf->grpcThreads;
+    rc.max_message_bytes = (size_t)MQ_MAX(conf->maxMessageSize * 2 + (1 << 20), 16 << 20);
+    if ((err = rpc_server_new(&rc, &srv->rpc)) != MQ_OK || (err = br_msg_register(srv)) != MQ_OK ||
+        (err = br_admin_register(srv)) != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot set up the gRPC server: %s", mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+    if ((err = rpc_server_start(srv->rpc, &srv->port)) != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot listen on %s: %s", addr, mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+    if (conf->brokerName[0]) {
+        snprintf(srv->id, sizeof(srv->id), "%s", conf->brokerName);
+    } else {
+        snprintf(srv->id, sizeof(srv->id), "broker-%d", srv->port);
+    }
+    snprintf(srv->endpoint, sizeof(srv->endpoint), "%s:%d", conf->brokerIP1, srv->port);
+
+    br_cluster_conf_t cc;
+    br_cluster_conf_default(&cc);
+    cc.zk = srv->zk;
+    cc.root = srv->root;
+    cc.cluster = conf->brokerClusterName;
+    cc.id = srv->id;
+    cc.endpoint = srv->endpoint;
+    cc.report_interval_ms = (uint32_t)conf->loadReportIntervalMs;
+    cc.rebalance_interval_ms = (uint32_t)conf->rebalanceIntervalSec * 1000u;
+    cc.overload_factor = conf->overloadFactor;
+    cc.on_acquire = br_queue_acquire;
+    cc.on_release = br_queue_release;
+    cc.on_load = br_srv_on_load;
+    cc.arg = srv;
+    err = br_cluster_start(&cc, &srv->cluster);
+    if (err != MQ_OK) {
+        snprintf(errbuf, errlen,
+                 err == MQ_EEXIST ? "another live broker is registered as '%s'"
+                                  : "cannot join the cluster as '%s': %s",
+                 srv->id, mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
+    srv->retention_timer = mq_executor_schedule(
+        srv->slow, 0, (uint64_t)conf->retentionCheckIntervalSec * 1000, br_srv_retention, srv);
+    MQ_LOG_INFO("broker started id=%s cluster=%s endpoint=%s grpc_port=%d", srv->id,
+                conf->brokerClusterName, srv->endpoint, srv->port);
+    *out = srv;
+    return MQ_OK;
+}
+
+int br_server_run(br_server_t *srv)
+{
+    pthread_t sig_tid;
+    if (pthread_create(&sig_tid, NULL, br_srv_signal_main, srv) == 0) {
+        pthread_detach(sig_tid);
+    }
+    pthread_mutex_lock(&srv->stop_lock);
+    while (!srv->stopping) {
+        pthread_cond_wait(&srv->stop_cond, &srv->stop_lock);
+    }
+    int code = srv->exit_code;
+    pthread_mutex_unlock(&srv->stop_lock);
+    MQ_LOG_INFO("stopping broker id=%s", srv->id);
+    /* The retention timer sees stopping and does not come back; the
+     * executor drops it if it has not fired. */
+    /* Queues first (ledgers closed, ownership released), then the rest. */
+    br_cluster_stop(srv->cluster);
+    srv->cluster = NULL;
+    br_queue_release_all(srv);
+    br_srv_free(srv);
+    MQ_LOG_INFO("broker stopped exit=%d", code);
+    return code;
+}

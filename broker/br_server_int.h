@@ -1,0 +1,119 @@
+/*
+ * br_server_int: the broker's shared state, for the files that make up the
+ * server (br_server.c, br_queue.c, br_msg.c, br_send.c, br_admin.c).
+ */
+#ifndef BR_SERVER_INT_H
+#define BR_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "br_cluster.h"
+#include "br_conf.h"
+#include "br_mlog.h"
+#include "br_server.h"
+#include "br_topic.h"
+#include "lc_ledger.h"
+#include "meta_store.h"
+#include "mq_executor.h"
+#include "rpc.h"
+#include "zk_client.h"
+
+/* An owned queue: its managed log while serving. Lookups take a reference;
+ * release waits for them before freeing the log. */
+typedef struct br_queue {
+    char topic[BR_TOPIC_NAME_MAX + 1];
+    int id;
+    br_mlog_t *ml;
+    int refs;               /* under srv->qlock */
+    bool serving;           /* in the table and accepting */
+    uint64_t last_store_ms; /* wall ms of the last append (atomic access) */
+    void *fence_arg;        /* the log's on_fenced argument, freed with it */
+    struct br_queue *next;
+} br_queue_t;
+
+/* A channel to another broker, for forwarding. */
+typedef struct br_peer {
+    char endpoint[BR_ENDPOINT_MAX];
+    rpc_channel_t *ch;
+    struct br_peer *next;
+} br_peer_t;
+
+struct br_server {
+    const br_conf_t *conf;
+    char id[BR_ID_MAX];
+    char endpoint[BR_ENDPOINT_MAX];
+    const char *root;
+
+    zk_client_t *zk;
+    lc_client_t *lc;
+    mq_executor_t *ex;   /* queue work: managed logs, sends */
+    mq_executor_t *slow; /* blocking work: topic creation, admin reads, retention */
+    br_topics_t *topics;
+    br_cluster_t *cluster;
+    meta_bookies_t *bookies;
+    rpc_server_t *rpc;
+    rpc_client_t *rpc_client;
+    int port;
+
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    br_queue_t *queues;
+    uint64_t rr; /* round-robin cursor for normal sends */
+
+    pthread_mutex_t plock;
+    br_peer_t *peers;
+
+    /* load report */
+    atomic_uint_fast64_t msgs_in;
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t msgs_out;
+    atomic_uint_fast64_t bytes_out;
+    uint64_t last_load_ms;
+    uint64_t last_msgs_in, last_bytes_in, last_msgs_out, last_bytes_out;
+    double last_cpu_s;
+
+    mq_timer_t *retention_timer;
+
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    atomic_bool stopping;
+    int exit_code;
+};
+
+/* --- br_queue.c ---------------------------------------------------------------- */
+
+/* br_cluster callbacks: open / close a queue's managed log. */
+mq_err_t br_queue_acquire(const char *topic, int queue, void *arg);
+void br_queue_release(const char *topic, int queue, bool lost, void *arg);
+/* A serving queue with a reference (br_queue_put it), or NULL. */
+br_queue_t *br_queue_get(br_server_t *srv, const char *topic, int queue);
+void br_queue_put(br_server_t *srv, br_queue_t *q);
+/* Queue ids of topic served here (up to cap); returns how many. */
+int br_queue_local(br_server_t *srv, const char *topic, int *ids, int cap);
+int br_queue_count(br_server_t *srv);
+/* Releases every queue (shutdown). */
+void br_queue_release_all(br_server_t *srv);
+/* Retention pass over every owned queue (slow executor). */
+void br_queue_trim_all(br_server_t *srv);
+
+/* --- br_msg.c / br_send.c / br_admin.c ------------------------------------------ */
+
+/* Registers the MessagingService methods (before the server starts). */
+mq_err_t br_msg_register(br_server_t *srv);
+/* SendMessage (br_send.c). */
+void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg);
+/* Registers the admin service. */
+mq_err_t br_admin_register(br_server_t *srv);
+
+/* The channel to a peer broker (created on first use). */
+rpc_channel_t *br_server_peer(br_server_t *srv, const char *endpoint);
+/* The topic, created with the defaults when autoCreateTopicEnable allows
+ * (blocking; not on a gRPC thread). MQ_ENOTFOUND otherwise. */
+mq_err_t br_server_topic(br_server_t *srv, const char *name, bool create, br_topic_t *out);
+/* Waits (up to timeout_ms) until every queue of the topic has an owner. */
+void br_server_wait_owned(br_server_t *srv, const br_topic_t *t, uint32_t timeout_ms);
+
+#endif
