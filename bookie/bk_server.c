@@ -90,7 +90,7 @@ static size_t bk_srv_reg_data(bk_server_t *srv, char *out, size_t cap)
                      atomic_load(&srv->read_only) ? "readonly" : "writable",
                      (unsigned long long)atomic_load(&srv->total_disk),
                      (unsigned long long)atomic_load(&srv->free_disk), srv->disk_usage,
-                     srv->http ? bk_http_port(srv->http) : 0, BK_SRV_VERSION);
+                     srv->http ? mq_http_port(srv->http) : 0, BK_SRV_VERSION);
     return n < 0 ? 0 : MQ_MIN((size_t)n, cap - 1);
 }
 
@@ -533,7 +533,7 @@ mq_err_t bk_server_start(const bk_conf_t *conf, bk_server_t **out, char *errbuf,
         return MQ_ENOMEM;
     }
     if (conf->httpServerEnabled) {
-        err = bk_http_start(srv, (int)conf->httpServerPort, &srv->http);
+        err = bk_http_start(srv);
         if (err != MQ_OK) {
             snprintf(errbuf, errlen, "cannot start the HTTP server on port %lld: %s",
                      (long long)conf->httpServerPort, mq_err_str(err));
@@ -568,6 +568,9 @@ int bk_server_port(const bk_server_t *srv)
 /* Stops the threads and frees everything that was started. */
 static void bk_srv_free(bk_server_t *srv)
 {
+    /* The admin endpoints read the journal and the storage: they go first,
+     * before either closes. */
+    bk_http_stop(srv);
     if (srv->sync_tid) {
         pthread_mutex_lock(&srv->sync_lock);
         srv->sync_stop = true;
@@ -589,9 +592,6 @@ static void bk_srv_free(bk_server_t *srv)
     }
     if (srv->readers) {
         mq_executor_free(srv->readers);
-    }
-    if (srv->http) {
-        bk_http_free(srv->http);
     }
     if (srv->net) {
         mq_net_server_free(srv->net);

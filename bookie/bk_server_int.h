@@ -18,6 +18,7 @@
 #include "bk_server.h"
 #include "bk_storage.h"
 #include "mq_executor.h"
+#include "mq_http.h"
 #include "mq_net.h"
 #include "zk_client.h"
 
@@ -71,7 +72,7 @@ typedef struct bk_server {
     mq_net_server_t *net;
     mq_executor_t *readers; /* read workers, keyed by ledger */
     mq_executor_t *admin;   /* disk checks and ZooKeeper updates */
-    struct bk_http *http;
+    mq_http_t *http;        /* admin HTTP (bk_http.c), or NULL */
 
     /* Journal completions, pushed by the force thread, drained on the loop. */
     pthread_mutex_t done_lock;
@@ -129,9 +130,9 @@ void bk_request_maybe_resume(void *arg);
 void bk_server_request_checkpoint(bk_server_t *srv);
 
 /* bk_http.c */
-typedef struct bk_http bk_http_t;
-mq_err_t bk_http_start(bk_server_t *srv, int port, bk_http_t **out);
-int bk_http_port(const bk_http_t *http);
-void bk_http_free(bk_http_t *http);
+/* Serves the admin endpoints on httpServerPort (srv->http); MQ_ECONN when it
+ * cannot listen. stop frees it (no-op when not started). */
+mq_err_t bk_http_start(bk_server_t *srv);
+void bk_http_stop(bk_server_t *srv);
 
 #endif

@@ -440,6 +440,10 @@ static void br_admin_task(void *arg)
 static void br_admin_on_call(rpc_call_t *call, const uint8_t *req, size_t len, br_admin_fn fn,
                              br_server_t *srv)
 {
+    if (!atomic_load_explicit(&srv->ready, memory_order_acquire) || srv->stopping) {
+        rpc_call_finish(call, RPC_UNAVAILABLE, "the broker is starting or stopping");
+        return;
+    }
     br_admin_job_t *job = mq_calloc(1, sizeof(*job));
     job->srv = srv;
     job->call = call;

@@ -115,7 +115,7 @@ size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
             order[nnormal++] = b;
             continue;
         }
-        double scaled = floor((double)count[b] * avg / load[b]);
+        double scaled = floor((double)share * avg / load[b]);
         size_t t = scaled < 1 ? 1 : (size_t)scaled;
         target[b] = MQ_MIN(t, share);
         left -= target[b];

@@ -7,12 +7,13 @@
  *
  *   1. Targets. A broker is overloaded when its msgs/s exceed both
  *      overload_factor times the average over all live brokers and
- *      overload_floor. Its target is the queue count that would bring it to
- *      the average if its queues were equally busy: floor(count * average /
- *      load), at least 1 (moving a broker's last queue moves its load, it
- *      does not shed it), at most the even share floor(queues / brokers).
- *      It stays at that target while it stays overloaded (no flapping while
- *      its report catches up). The other brokers share the
+ *      overload_floor. Its target is the even share scaled down by how far
+ *      it is above the average: floor(share * average / load), at least 1
+ *      (moving a broker's last queue moves its load, it does not shed it),
+ *      where share = floor(queues / brokers). The target does not depend on
+ *      how many queues it holds now, so a rebalance on the same reports
+ *      (the next one comes before the broker reports its new load) moves
+ *      nothing more. The other brokers share the
  *      remaining queues evenly (counts differ by at most one); the extra
  *      ones go to the brokers that hold the most now (fewest moves), then
  *      the least loaded, then by id. Without overload every target is the
@@ -29,8 +30,11 @@
  *
  * Weighting: only msgs_in counts (the figure every broker reports and that
  * costs the most: appends go to bookies). Per-queue rates are not known, so
- * shedding assumes a broker's queues are equally busy; the next load report
- * corrects the estimate, and the floor and factor give hysteresis.
+ * shedding assumes a broker's queues are equally busy and moves whichever
+ * come last in (topic, queue) order; the floor and the factor give some
+ * hysteresis. When a few queues carry the load, the broker that receives
+ * them may become the overloaded one next (no per-queue rates, no grace
+ * period yet: Pulsar's loadBalancerSheddingGracePeriodMinutes).
  *
  * Pure; any thread.
  */

@@ -48,6 +48,7 @@
 #define BR_CLUSTER_DEFAULT_OVERLOAD 1.5
 #define BR_CLUSTER_DEFAULT_WORKERS 4
 
+/* @thread any */
 void br_cluster_conf_default(br_cluster_conf_t *conf)
 {
     memset(conf, 0, sizeof(*conf));
@@ -61,7 +62,8 @@ void br_cluster_conf_default(br_cluster_conf_t *conf)
 
 /* --- views and their watches (zk event thread) ------------------------------ */
 
-/* The cache whose directory is dir (n bytes), NULL when none. */
+/* The cache whose directory is dir (n bytes), NULL when none.
+ * @thread zk event thread (any: takes odir_mu briefly) */
 static br_dir_t *br_cluster_dir_of(br_cluster_t *cl, const char *dir, size_t n)
 {
     br_dir_t *known[] = {cl->brokers, cl->assigns, cl->topics};
@@ -90,6 +92,7 @@ static br_dir_t *br_cluster_dir_of(br_cluster_t *cl, const char *dir, size_t n)
     return found;
 }
 
+/* @thread zk event thread: marks stale, posts; never blocks */
 void br_cluster_on_dir_children(zk_client_t *zk, zk_watch_event_t event, const char *path,
                                 void *arg)
 {
@@ -111,6 +114,7 @@ void br_cluster_on_dir_children(zk_client_t *zk, zk_watch_event_t event, const c
     br_hook_leave(hook);
 }
 
+/* @thread zk event thread: marks stale, posts; never blocks */
 void br_cluster_on_dir_data(zk_client_t *zk, zk_watch_event_t event, const char *path, void *arg)
 {
     MQ_UNUSED(zk);
@@ -127,11 +131,13 @@ void br_cluster_on_dir_data(zk_client_t *zk, zk_watch_event_t event, const char 
         if (d == cl->assigns && strcmp(slash + 1, cl->id) == 0) {
             br_owner_refresh_soon(cl);
         }
-        br_leader_poke(cl, BR_LEADER_DEBOUNCE_MS);
+        /* A registration's data is its load report. */
+        br_leader_poke(cl, d == cl->brokers ? BR_LEADER_LOAD_DEBOUNCE_MS : BR_LEADER_DEBOUNCE_MS);
     }
     br_hook_leave(hook);
 }
 
+/* @thread any; @locks odir_mu (inside) */
 br_dir_t *br_cluster_odir(br_cluster_t *cl, const char *topic)
 {
     pthread_mutex_lock(&cl->odir_mu);
@@ -173,6 +179,7 @@ br_dir_t *br_cluster_odir(br_cluster_t *cl, const char *topic)
 
 /* --- session events (zk event thread) --------------------------------------- */
 
+/* @thread zk event thread */
 static void br_cluster_on_session(zk_client_t *zk, zk_session_event_t event, void *arg)
 {
     MQ_UNUSED(zk);
@@ -304,6 +311,8 @@ static void br_cluster_destroy(br_cluster_t *cl)
     free(cl);
 }
 
+/* @thread the caller's, not the zk event thread (blocks on ZooKeeper;
+ * MQ_EEXIST may take 1.5 session timeouts to decide). */
 mq_err_t br_cluster_start(const br_cluster_conf_t *conf, br_cluster_t **out)
 {
     if (!conf || !out || !conf->zk || !conf->on_acquire || !conf->on_release ||
@@ -347,7 +356,7 @@ mq_err_t br_cluster_start(const br_cluster_conf_t *conf, br_cluster_t **out)
     cl->zk = conf->zk;
     atomic_init(&cl->stopping, false);
     atomic_init(&cl->gen, 1);
-    atomic_init(&cl->rebalance_pending, false);
+    atomic_init(&cl->rebalance_at, 0);
     atomic_init(&cl->leading, false);
     atomic_init(&cl->refresh_pending, false);
     pthread_mutex_init(&cl->odir_mu, NULL);
@@ -409,6 +418,8 @@ mq_err_t br_cluster_start(const br_cluster_conf_t *conf, br_cluster_t **out)
     return MQ_OK;
 }
 
+/* @thread any but the zk event thread and the cluster's own executors (not
+ * from on_acquire / on_release / on_load). Blocks until every release ran. */
 void br_cluster_stop(br_cluster_t *cl)
 {
     if (!cl) {
@@ -428,11 +439,13 @@ void br_cluster_stop(br_cluster_t *cl)
 
 /* --- queries ------------------------------------------------------------------ */
 
+/* @thread any; never blocks */
 bool br_cluster_is_leader(br_cluster_t *cl)
 {
     return cl && atomic_load(&cl->leading);
 }
 
+/* @thread any but the zk event thread (two ZooKeeper reads) */
 void br_cluster_leader(br_cluster_t *cl, char *id, size_t cap)
 {
     if (!id || cap == 0) {
@@ -463,6 +476,7 @@ static void br_cluster_info_from(const char *name, const char *data, size_t len,
     }
 }
 
+/* @thread any but the zk event thread (blocks on a cache miss) */
 mq_err_t br_cluster_brokers(br_cluster_t *cl, br_broker_info_t **out, size_t *count)
 {
     if (!cl || !out || !count) {
@@ -501,6 +515,7 @@ static void br_cluster_info(br_cluster_t *cl, const char *id, br_broker_info_t *
     free(data);
 }
 
+/* @thread any but the zk event thread (blocks on a cache miss) */
 mq_err_t br_cluster_owner(br_cluster_t *cl, const char *topic, int queue, br_broker_info_t *out,
                           bool *self)
 {
@@ -584,6 +599,8 @@ static mq_err_t br_cluster_index_locked(br_cluster_t *cl)
     return MQ_OK;
 }
 
+/* @thread any but the zk event thread (blocks on a cache miss); @locks
+ * idx_mu (inside) */
 mq_err_t br_cluster_assignee(br_cluster_t *cl, const char *topic, int queue, br_broker_info_t *out)
 {
     if (!cl || !br_topic_name_valid(topic) || queue < 0 || !out) {
@@ -615,6 +632,7 @@ mq_err_t br_cluster_assignee(br_cluster_t *cl, const char *topic, int queue, br_
     return err;
 }
 
+/* @thread any; never blocks */
 void br_cluster_kick(br_cluster_t *cl)
 {
     /* Only the leader rebalances; elsewhere the leader's watches on the

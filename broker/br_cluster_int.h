@@ -28,6 +28,9 @@
 
 /* Delay that gathers a burst of watch events into one rebalance. */
 #define BR_LEADER_DEBOUNCE_MS 100
+/* The same for load reports (every broker rewrites its registration every
+ * report interval; only overload shedding looks at the figures). */
+#define BR_LEADER_LOAD_DEBOUNCE_MS 1000
 /* Retry delay after a ZooKeeper error on the ctl thread. */
 #define BR_CLUSTER_RETRY_MS 1000
 /* The ctl executor's only key. */
@@ -109,7 +112,8 @@ struct br_cluster {
     /* Leader. */
     zk_lock_t *lock;     /* set before any query; the lock callback never reads it */
     atomic_bool leading; /* what the lock last told */
-    atomic_bool rebalance_pending;
+    /* mq_now_ms deadline of the rebalance queued soonest, 0: none. */
+    atomic_uint_fast64_t rebalance_at;
     bool was_leader; /* @locality ctl */
 
     /* Ownership. */
@@ -138,8 +142,9 @@ mq_err_t br_leader_start(br_cluster_t *cl);
 /* Leaves the election (no lock callback after it returns). Not from the zk
  * event thread. */
 void br_leader_stop(br_cluster_t *cl);
-/* Asks for a rebalance within delay_ms (several asks make one run) when we
- * lead. Any thread. */
+/* Asks for a rebalance within delay_ms when we lead: asks while one is
+ * queued to run sooner cost nothing; a sooner ask queues another run (an
+ * extra run is harmless). Any thread. */
 void br_leader_poke(br_cluster_t *cl, uint64_t delay_ms);
 /* The periodic rebalance timer. @locality ctl */
 void br_leader_tick(void *arg);

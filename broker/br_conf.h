@@ -24,7 +24,8 @@
     X(listenAddress, STR, "0.0.0.0", 0, 0, "Address the gRPC server binds")                        \
     X(grpcServerPort, INT, "8081", 0, 65535,                                                       \
       "gRPC port: RocketMQ 5 MessagingService and the admin API (0: any free port)")               \
-    X(httpServerPort, INT, "0", 0, 65535, "Admin HTTP port (/health, /metrics); 0: off")           \
+    X(httpServerPort, INT, "0", 0, 65535,                                                          \
+      "Admin HTTP port (/heartbeat, /metrics, /api/v1/broker/state); 0: off")                      \
     X(zkServers, STR, "127.0.0.1:2181", 0, 0, "ZooKeeper connect string (host:port,...)")          \
     X(zkTimeout, INT, "4000", 1000, 600000,                                                        \
       "ZooKeeper session timeout, ms: a dead broker's queues move after about this long")          \

@@ -17,8 +17,9 @@
  *      are gone.
  *
  * A rebalance runs BR_LEADER_DEBOUNCE_MS after any watch of those views
- * fires (a burst makes one run), at once on br_cluster_kick, on taking the
- * lock, and every rebalance_interval_ms. Reading the views costs nothing
+ * fires (a burst makes one run; BR_LEADER_LOAD_DEBOUNCE_MS for a load
+ * report), at once on br_cluster_kick, on taking the lock, and every
+ * rebalance_interval_ms. Reading the views costs nothing
  * while their watches are quiet and writing only happens on a change, so a
  * run that changes nothing is cheap (the load reports make the registry
  * fire every report_interval_ms).
@@ -361,10 +362,11 @@ static mq_err_t br_leader_rebalance(br_cluster_t *cl)
     return err;
 }
 
+/* @thread ctl */
 static void br_leader_rebalance_task(void *arg)
 {
     br_cluster_t *cl = arg;
-    atomic_store(&cl->rebalance_pending, false);
+    atomic_store(&cl->rebalance_at, 0);
     if (atomic_load(&cl->stopping)) {
         return;
     }
@@ -385,16 +387,23 @@ static void br_leader_rebalance_task(void *arg)
     }
 }
 
+/* @thread any; never blocks */
 void br_leader_poke(br_cluster_t *cl, uint64_t delay_ms)
 {
     if (atomic_load(&cl->stopping) || !atomic_load(&cl->leading)) {
         return;
     }
-    if (!atomic_exchange(&cl->rebalance_pending, true)) {
-        mq_executor_schedule(cl->ctl, BR_CLUSTER_CTL_KEY, delay_ms, br_leader_rebalance_task, cl);
-    }
+    uint64_t want = mq_now_ms() + delay_ms;
+    uint_fast64_t cur = atomic_load(&cl->rebalance_at);
+    do {
+        if (cur != 0 && cur <= want) {
+            return; /* a run that reads the views after this ask is queued */
+        }
+    } while (!atomic_compare_exchange_weak(&cl->rebalance_at, &cur, want));
+    mq_executor_schedule(cl->ctl, BR_CLUSTER_CTL_KEY, delay_ms, br_leader_rebalance_task, cl);
 }
 
+/* @thread ctl */
 void br_leader_tick(void *arg)
 {
     br_cluster_t *cl = arg;
@@ -418,19 +427,21 @@ static void br_leader_on_lock(zk_lock_t *lock, bool held, void *arg)
     atomic_store(&cl->leading, held);
     if (held) {
         br_leader_poke(cl, 0);
-    } else if (!atomic_exchange(&cl->rebalance_pending, true)) {
-        /* Only to log the change on ctl. */
+    } else {
+        /* Only to log the change on ctl (it does not rebalance). */
         mq_executor_submit(cl->ctl, BR_CLUSTER_CTL_KEY, br_leader_rebalance_task, cl);
     }
     br_hook_leave(hook);
 }
 
+/* @thread br_cluster_start's */
 mq_err_t br_leader_start(br_cluster_t *cl)
 {
     return zk_lock_new(cl->zk, cl->leader_dir, cl->id, strlen(cl->id), br_leader_on_lock, cl->hook,
                        &cl->lock);
 }
 
+/* @thread br_cluster_stop's (never the zk event thread) */
 void br_leader_stop(br_cluster_t *cl)
 {
     if (cl->lock) {

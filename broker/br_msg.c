@@ -212,6 +212,11 @@ static void br_msg_route_on_call(rpc_call_t *call, const uint8_t *req, size_t le
         pb_release(apache_rocketmq_v2_QueryRouteRequest_fields, &r);
         return;
     }
+    if (!atomic_load_explicit(&srv->ready, memory_order_acquire) || srv->stopping) {
+        pb_release(apache_rocketmq_v2_QueryRouteRequest_fields, &r);
+        rpc_call_finish(call, RPC_UNAVAILABLE, "the broker is starting or stopping");
+        return;
+    }
     br_route_req_t *rq = mq_calloc(1, sizeof(*rq));
     rq->srv = srv;
     rq->call = call;

@@ -307,6 +307,7 @@ static void br_owner_try(br_cluster_t *cl, br_oq_t *oq)
     br_owner_retry_in(oq, BR_CLUSTER_RETRY_MS);
 }
 
+/* One step of a queue (file comment). @thread cl->ex, thread of oq->key */
 static void br_owner_step(br_oq_t *oq)
 {
     br_cluster_t *cl = oq->cl;
@@ -475,6 +476,7 @@ static void br_owner_refresh_task(void *arg)
     br_owner_refresh(cl);
 }
 
+/* @thread any */
 void br_owner_refresh_soon(br_cluster_t *cl)
 {
     if (atomic_load(&cl->stopping)) {
@@ -502,6 +504,7 @@ static void br_owner_expired_task(void *arg)
     pthread_mutex_unlock(&cl->own_mu);
 }
 
+/* @thread zk event thread */
 void br_owner_session_expired(br_cluster_t *cl)
 {
     atomic_fetch_add(&cl->gen, 1);
@@ -510,6 +513,7 @@ void br_owner_session_expired(br_cluster_t *cl)
     }
 }
 
+/* @thread zk event thread */
 void br_owner_session_new(br_cluster_t *cl)
 {
     br_owner_refresh_soon(cl);
@@ -517,6 +521,7 @@ void br_owner_session_new(br_cluster_t *cl)
 
 /* --- stop ---------------------------------------------------------------------------- */
 
+/* @thread cl->ex, thread of the queue's key (during stop) */
 static void br_owner_final_task(void *arg)
 {
     br_oq_t *oq = arg;
@@ -531,6 +536,7 @@ static void br_owner_final_task(void *arg)
     }
 }
 
+/* @thread br_cluster_stop's */
 void br_owner_stop(br_cluster_t *cl)
 {
     pthread_mutex_lock(&cl->own_mu);
@@ -540,6 +546,7 @@ void br_owner_stop(br_cluster_t *cl)
     pthread_mutex_unlock(&cl->own_mu);
 }
 
+/* @thread br_cluster_stop's, after the queue executor is gone */
 void br_owner_free(br_cluster_t *cl)
 {
     for (size_t i = 0; i < cl->noqs; i++) {
@@ -550,6 +557,8 @@ void br_owner_free(br_cluster_t *cl)
     cl->noqs = 0;
 }
 
+/* @thread any (also on_acquire / on_release); never blocks: the work runs
+ * on the queue's thread. A no-op while stopping. */
 void br_cluster_release(br_cluster_t *cl, const char *topic, int queue)
 {
     if (!cl || !br_topic_name_valid(topic) || queue < 0 || queue >= BR_TOPIC_MAX_QUEUES ||

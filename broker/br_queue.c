@@ -66,6 +66,9 @@ static void br_queue_on_fenced(br_mlog_t *ml, void *arg)
 {
     (void)ml;
     br_queue_fence_arg_t *fa = arg;
+    if (atomic_load(&fa->srv->stopping)) {
+        return; /* the shutdown releases every queue anyway */
+    }
     br_queue_fence_arg_t *copy = mq_malloc(sizeof(*copy));
     *copy = *fa;
     mq_executor_submit(copy->srv->slow, br_queue_key(copy->topic, copy->queue),

@@ -291,6 +291,7 @@ static void br_send_ctx_free(br_send_ctx_t *ctx)
     }
     free(ctx->msgs);
     rpc_call_unref(ctx->call);
+    atomic_fetch_sub(&ctx->srv->sends, 1);
     free(ctx);
 }
 
@@ -607,6 +608,7 @@ void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg
     pb_istream_t is = pb_istream_from_buffer(req, len);
     bool ok = pb_decode(&is, apache_rocketmq_v2_SendMessageRequest_fields, &r);
     br_send_ctx_t *ctx = mq_calloc(1, sizeof(*ctx));
+    atomic_fetch_add(&srv->sends, 1);
     ctx->srv = srv;
     ctx->call = call;
     ctx->msgs = d.msgs;
@@ -616,6 +618,11 @@ void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg
         char why[160];
         snprintf(why, sizeof(why), "undecodable SendMessageRequest: %s", PB_GET_ERROR(&is));
         rpc_call_finish(call, RPC_INVALID_ARGUMENT, why);
+        br_send_ctx_free(ctx);
+        return;
+    }
+    if (!atomic_load_explicit(&srv->ready, memory_order_acquire) || srv->stopping) {
+        rpc_call_finish(call, RPC_UNAVAILABLE, "the broker is starting or stopping");
         br_send_ctx_free(ctx);
         return;
     }

@@ -1,10 +1,11 @@
 /*
  * br_server: the broker's lifecycle (see br_server.h). Start order: config
  * checks, ZooKeeper session, ledger client, executors, topic cache, gRPC
- * server with the messaging and admin services, then cluster membership
- * (which starts handing us queues). Stop order is the reverse, so a planned
- * stop closes every owned queue's ledger before the ownership znodes go and
- * the next owner finds the logs cleanly closed.
+ * server with the messaging and admin services, cluster membership (which
+ * starts handing us queues), then the admin HTTP endpoints (br_http.c,
+ * when httpServerPort is set). Stop order is the reverse, so a planned stop
+ * closes every owned queue's ledger before the ownership znodes go and the
+ * next owner finds the logs cleanly closed.
  *
  * Threads: start and run on the caller's thread; a signal thread turns
  * SIGTERM/SIGINT into a stop; the retention timer runs on the slow executor.
@@ -170,6 +171,7 @@ static void br_srv_retention(void *arg)
 
 static void br_srv_free(br_server_t *srv)
 {
+    br_http_stop(srv);
     if (srv->cluster) {
         br_cluster_stop(srv->cluster);
     }
@@ -308,10 +310,18 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
         br_srv_free(srv);
         return err;
     }
+    if (conf->httpServerPort > 0 && (err = br_http_start(srv)) != MQ_OK) {
+        snprintf(errbuf, errlen, "cannot start the HTTP server on %s:%lld: %s", conf->listenAddress,
+                 (long long)conf->httpServerPort, mq_err_str(err));
+        br_srv_free(srv);
+        return err;
+    }
     srv->retention_timer = mq_executor_schedule(
         srv->slow, 0, (uint64_t)conf->retentionCheckIntervalSec * 1000, br_srv_retention, srv);
-    MQ_LOG_INFO("broker started id=%s cluster=%s endpoint=%s grpc_port=%d", srv->id,
-                conf->brokerClusterName, srv->endpoint, srv->port);
+    atomic_store_explicit(&srv->ready, true, memory_order_release);
+    MQ_LOG_INFO("broker started id=%s cluster=%s endpoint=%s grpc_port=%d http_port=%d", srv->id,
+                conf->brokerClusterName, srv->endpoint, srv->port,
+                srv->http ? mq_http_port(srv->http) : 0);
     *out = srv;
     return MQ_OK;
 }
@@ -331,7 +341,21 @@ int br_server_run(br_server_t *srv)
     MQ_LOG_INFO("stopping broker id=%s", srv->id);
     /* The retention timer sees stopping and does not come back; the
      * executor drops it if it has not fired. */
-    /* Queues first (ledgers closed, ownership released), then the rest. */
+    /* The admin endpoints read the cluster and the queues: they go first. */
+    br_http_stop(srv);
+    /* No new calls, and every call's work finished, before the cluster and
+     * the queues go: sends still retrying see stopping and fail at once. */
+    rpc_server_free(srv->rpc);
+    srv->rpc = NULL;
+    for (int i = 0; i < 1000 && atomic_load(&srv->sends) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&srv->sends) > 0) {
+        MQ_LOG_WARN("sends still pending at shutdown count=%d", atomic_load(&srv->sends));
+    }
+    mq_executor_free(srv->slow);
+    srv->slow = NULL;
     br_cluster_stop(srv->cluster);
     srv->cluster = NULL;
     br_queue_release_all(srv);

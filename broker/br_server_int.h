@@ -1,6 +1,7 @@
 /*
  * br_server_int: the broker's shared state, for the files that make up the
- * server (br_server.c, br_queue.c, br_msg.c, br_send.c, br_admin.c).
+ * server (br_server.c, br_queue.c, br_msg.c, br_send.c, br_admin.c,
+ * br_http.c).
  */
 #ifndef BR_SERVER_INT_H
 #define BR_SERVER_INT_H
@@ -18,6 +19,8 @@
 #include "lc_ledger.h"
 #include "meta_store.h"
 #include "mq_executor.h"
+#include "mq_http.h"
+#include "mq_net.h"
 #include "rpc.h"
 #include "zk_client.h"
 
@@ -57,6 +60,8 @@ struct br_server {
     rpc_server_t *rpc;
     rpc_client_t *rpc_client;
     int port;
+    mq_net_loop_t *http_loop; /* admin HTTP (br_http.c), both NULL when off */
+    mq_http_t *http;
 
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
@@ -80,6 +85,11 @@ struct br_server {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     atomic_bool stopping;
+    /* Set once the cluster membership exists (release): RPC handlers refuse
+     * work before it, so they never see srv->cluster unset. */
+    atomic_bool ready;
+    /* SendMessage contexts alive (answered or not): shutdown waits for 0. */
+    atomic_int sends;
     int exit_code;
 };
 
@@ -115,5 +125,14 @@ rpc_channel_t *br_server_peer(br_server_t *srv, const char *endpoint);
 mq_err_t br_server_topic(br_server_t *srv, const char *name, bool create, br_topic_t *out);
 /* Waits (up to timeout_ms) until every queue of the topic has an owner. */
 void br_server_wait_owned(br_server_t *srv, const br_topic_t *t, uint32_t timeout_ms);
+
+/* --- br_http.c ------------------------------------------------------------------ */
+
+/* Serves the admin endpoints on httpServerPort from a loop of their own
+ * (srv->http_loop, srv->http); on failure (MQ_ECONN: cannot listen) nothing
+ * is left running. Once the cluster runs. */
+mq_err_t br_http_start(br_server_t *srv);
+/* Stops and frees them (no-op when not started); before the cluster stops. */
+void br_http_stop(br_server_t *srv);
 
 #endif

@@ -54,6 +54,7 @@
 
 /* --- names and types ------------------------------------------------------ */
 
+/* @thread any (pure) */
 bool br_topic_name_valid(const char *name)
 {
     if (!name) {
@@ -236,6 +237,8 @@ static bool br_topic_path(char *out, size_t cap, const char *root, const char *n
     return br_rec_path(out, cap, root, "/topics/%s%s", name, child);
 }
 
+/* @thread any but the zk event thread (blocking ZooKeeper calls), as are
+ * read, update and list. */
 mq_err_t br_topic_create(zk_client_t *zk, const char *root, const br_topic_t *topic)
 {
     if (!zk || !br_topic_valid(topic)) {
@@ -490,6 +493,7 @@ static void br_topics_prune_locked(br_topics_t *tc, const char *keep)
     tc->negatives = negatives;
 }
 
+/* @thread zk event thread; never blocks */
 static void br_topics_on_dir(zk_client_t *zk, zk_watch_event_t event, const char *path, void *arg)
 {
     MQ_UNUSED(zk);
@@ -506,6 +510,7 @@ static void br_topics_on_dir(zk_client_t *zk, zk_watch_event_t event, const char
     br_hook_leave(hook);
 }
 
+/* @thread zk event thread; never blocks */
 static void br_topics_on_record(zk_client_t *zk, zk_watch_event_t event, const char *path,
                                 void *arg)
 {
@@ -535,6 +540,7 @@ static void br_topics_on_record(zk_client_t *zk, zk_watch_event_t event, const c
     br_hook_leave(hook);
 }
 
+/* @thread any but the zk event thread */
 mq_err_t br_topics_new(zk_client_t *zk, const char *root, br_topics_t **out)
 {
     if (!zk || !out) {
@@ -561,6 +567,7 @@ mq_err_t br_topics_new(zk_client_t *zk, const char *root, br_topics_t **out)
     return MQ_OK;
 }
 
+/* @thread any but the zk event thread; no call on tc may be running */
 void br_topics_free(br_topics_t *tc)
 {
     if (!tc) {
@@ -674,6 +681,8 @@ static mq_err_t br_topics_load(br_topics_t *tc, const char *name, br_topic_t *ou
     return err;
 }
 
+/* @thread any but the zk event thread (blocks on a miss); @locks mu, then
+ * load_mu on a miss (inside) */
 mq_err_t br_topics_get(br_topics_t *tc, const char *name, br_topic_t *out)
 {
     if (!tc || !out) {
@@ -714,6 +723,7 @@ static void br_topics_forget_negative(br_topics_t *tc, const char *name)
     pthread_mutex_unlock(&tc->mu);
 }
 
+/* @thread any but the zk event thread */
 mq_err_t br_topics_ensure(br_topics_t *tc, const br_topic_t *want, br_topic_t *out)
 {
     if (!tc || !want || !out) {

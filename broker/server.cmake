@@ -1,5 +1,5 @@
 # brserver: the broker server (messaging and admin services, owned queues,
-# lifecycle) and the mqbroker binary.
+# admin HTTP, lifecycle) and the mqbroker binary.
 add_library(brserver STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/br_conf.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_pb.c
@@ -9,9 +9,11 @@ add_library(brserver STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/br_msg.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_send.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_admin.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_http.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_server.c)
 target_include_directories(brserver PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(brserver PUBLIC brcluster brmlog mqrpc mqproto mqledger mqmeta mqzk mqcommon)
+target_link_libraries(brserver PUBLIC brcluster brmlog mqrpc mqproto mqledger mqmeta mqzk mqnet
+  mqcommon)
 mq_strict(brserver)
 
 add_executable(mqbroker ${CMAKE_CURRENT_SOURCE_DIR}/br_main.c)

@@ -8,7 +8,8 @@
 #
 #   ./scripts/bench-broker.sh [--dir DIR] [--quick]
 #
-# DIR (default ./data/bench-broker) is wiped. Needs a build
+# DIR (default ./data/bench-broker) is wiped. BROKER_EXTRA (env) holds extra
+# broker.conf lines, e.g. BROKER_EXTRA=$'sendLingerMicros=0'. Needs a build
 # (scripts/build.sh). Run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,7 @@ brokerIP1=127.0.0.1
 listenAddress=127.0.0.1
 grpcServerPort=$BPORT
 zkServers=$ZK
+${BROKER_EXTRA:-}
 EOC
 "$BIN/broker/mqbroker" -c "$DIR/broker.conf" > "$DIR/broker.log" 2>&1 &
 BROKER_PID=$!
@@ -87,11 +89,13 @@ run() { # label, mqbench produce args...
   echo; echo "-- $label: mqbench produce --endpoints $EP --topic bench --size 1024 $*"
   "$BIN/tools/mqbench" produce --endpoints "$EP" --topic bench --size 1024 --quiet "$@"
 }
-run "saturation, batches of 32" --producers 8 --max --batch 32 --inflight 16 --duration "$SECS"
-run "saturation, batches of 1" --producers 8 --max --batch 1 --inflight 64 --duration "$SECS"
+# Fixed rates first: after the saturation runs the bookies spend a while
+# flushing hundreds of MB from their write caches, which shows in the tails.
 for r in 2000 5000 10000; do
   run "fixed $r msg/s" --producers 4 --rate "$r" --batch 1 --duration "$SECS"
 done
+run "saturation, batches of 32" --producers 8 --max --batch 32 --inflight 16 --duration "$SECS"
+run "saturation, batches of 1" --producers 8 --max --batch 1 --inflight 64 --duration "$SECS"
 echo; echo "broker RSS after the runs: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$BROKER_PID/status)"
 
 echo; echo "== $NQUEUES queues owned by the broker"
@@ -102,6 +106,7 @@ until [ "$(grep -c 'serving queue topic=many ' "$DIR/broker.log")" -ge "$NQUEUES
   sleep 0.5
 done
 echo "all $NQUEUES queues served after $(( $(date +%s) - start )) s"
+echo "broker RSS with $NQUEUES queues owned, idle: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$BROKER_PID/status)"
 run "1 KiB to $NQUEUES queues" --producers 4 --rate 5000 --batch 1 --duration 5s --topic many
 echo "broker RSS with $NQUEUES queues owned: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$BROKER_PID/status) (peak $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$BROKER_PID/status))"
 cleanup; trap - EXIT

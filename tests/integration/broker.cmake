@@ -6,7 +6,7 @@ target_link_libraries(itrmq PUBLIC ittest brserver)
 mq_strict(itrmq)
 
 foreach(t test_broker_produce test_broker_badinput test_broker_failover test_broker_leader
-          test_broker_stall)
+          test_broker_stall test_broker_http)
   mq_add_integration_test(${t})
   target_link_libraries(${t} PRIVATE itrmq)
   add_dependencies(${t} mqbroker mqadmin)

@@ -414,6 +414,7 @@ bool it_rmq_verify(it_cluster_t *c, const char *topic, int nqueues, const it_rmq
                 break;
             }
             if (cnt == 0) {
+                br_mlog_msgs_free(msgs, cnt);
                 break;
             }
             for (size_t i = 0; i < cnt; i++) {

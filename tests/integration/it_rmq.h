@@ -9,6 +9,7 @@
 #define IT_RMQ_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,7 +75,7 @@ typedef struct it_rmq_load {
     unsigned groups; /* 0: normal messages; else FIFO over this many groups */
     /* results (read after it_rmq_load_stop) */
     pthread_t tid;
-    volatile bool stop;
+    atomic_bool stop;
     pthread_mutex_t lock;
     it_rmq_ack_t *acks;
     size_t nacks, cap;

@@ -215,7 +215,7 @@ static void test_overload_sheds(void)
     t_settle(qs, n);
 
     /* b00 takes ten times the traffic of the others: average 8000, it is
-     * at 2.5x; its target is floor(4 * 8000 / 20000) = 1. */
+     * at 2.5x; its target is floor(share 4 * 8000 / 20000) = 1. */
     bs[0].load = 20000;
     bs[1].load = 2000;
     bs[2].load = 2000;
@@ -359,6 +359,52 @@ static void test_random_properties(void)
     }
 }
 
+/* Random loads: every queue placed, overloaded brokers never above the
+ * even share, the others balanced among themselves, and a second round
+ * on the result (same loads) moves nothing. */
+static void test_random_loads(void)
+{
+    br_assign_queue_t qs[T_MAX_Q];
+    br_assign_broker_t bs[T_MAX_B];
+    size_t count[T_MAX_B];
+    br_assign_params_t p;
+    br_assign_params_default(&p);
+    uint64_t seed = 7;
+    for (int round = 0; round < 500; round++) {
+        seed = mq_mix64(seed);
+        size_t nb = 1 + seed % 8;
+        size_t n = t_queues(qs, 1 + (int)((seed >> 8) % 6), 1 + (int)((seed >> 16) % 16));
+        t_brokers(bs, nb);
+        double total = 0;
+        for (size_t b = 0; b < nb; b++) {
+            uint64_t r = mq_mix64(seed ^ (b + 1));
+            bs[b].load = r % 3 == 0 ? (double)(r % 50000) : (double)(r % 3000);
+            total += bs[b].load;
+        }
+        for (size_t i = 0; i < n; i++) {
+            qs[i].current = (int)(mq_mix64(seed + i) % (nb + 1)) - 1;
+        }
+        br_assign_compute(bs, nb, qs, n, &p);
+        t_counts(qs, n, nb, count);
+        double avg = total / (double)nb;
+        size_t lo = n;
+        size_t hi = 0;
+        for (size_t b = 0; b < nb; b++) {
+            bool over =
+                nb > 1 && bs[b].load > p.overload_factor * avg && bs[b].load > p.overload_floor;
+            if (over) {
+                CU_ASSERT_TRUE(count[b] <= n / nb);
+            } else {
+                lo = MQ_MIN(lo, count[b]);
+                hi = MQ_MAX(hi, count[b]);
+            }
+        }
+        CU_ASSERT_TRUE(hi - lo <= 1);
+        t_settle(qs, n);
+        CU_ASSERT_EQUAL(br_assign_compute(bs, nb, qs, n, &p), 0);
+    }
+}
+
 int main(void)
 {
     t_names();
@@ -370,6 +416,7 @@ int main(void)
         {"overload_sheds", test_overload_sheds},
         {"deterministic", test_deterministic},
         {"random_properties", test_random_properties},
+        {"random_loads", test_random_loads},
         CU_TEST_INFO_NULL,
     };
     return mq_test_run("br_assign", tests, NULL, NULL);

@@ -228,6 +228,92 @@ static void test_record_corrupt(void)
     CU_ASSERT_EQUAL(br_topic_decode(NULL, 0, &back, NULL, 0), MQ_ECORRUPT);
 }
 
+/* The other records of the broker layout share the framing (br_cluster_rec):
+ * round trips, and a few ways each can be wrong. */
+static void test_cluster_records(void)
+{
+    br_broker_info_t bi;
+    memset(&bi, 0, sizeof(bi));
+    snprintf(bi.id, sizeof(bi.id), "broker-a");
+    snprintf(bi.cluster, sizeof(bi.cluster), "DefaultCluster");
+    snprintf(bi.endpoint, sizeof(bi.endpoint), "10.0.0.1:8081");
+    bi.load.msgs_in = 1234.5;
+    bi.load.bytes_in = 1e12 / 3;
+    bi.load.msgs_out = 0;
+    bi.load.bytes_out = 7;
+    bi.load.queues = 12;
+    bi.load.cpu = 0.25;
+    char *data;
+    size_t len;
+    CU_ASSERT_EQUAL_FATAL(br_rec_broker_encode(&bi, &data, &len), MQ_OK);
+    br_broker_info_t back;
+    CU_ASSERT_EQUAL(br_rec_broker_decode(data, len, &back, NULL, 0), MQ_OK);
+    CU_ASSERT_EQUAL(memcmp(&bi, &back, sizeof(bi)), 0);
+    data[len - 3] ^= 1;
+    CU_ASSERT_EQUAL(br_rec_broker_decode(data, len, &back, NULL, 0), MQ_ECORRUPT);
+    free(data);
+    bi.load.cpu = -1;
+    CU_ASSERT_EQUAL(br_rec_broker_encode(&bi, &data, &len), MQ_EINVAL);
+    bi.load.cpu = 0;
+    snprintf(bi.id, sizeof(bi.id), "a/b");
+    CU_ASSERT_EQUAL(br_rec_broker_encode(&bi, &data, &len), MQ_EINVAL);
+
+    char id[BR_ID_MAX];
+    char ep[BR_ENDPOINT_MAX];
+    CU_ASSERT_EQUAL_FATAL(br_rec_owner_encode("b1", "h:1", &data, &len), MQ_OK);
+    CU_ASSERT_EQUAL(br_rec_owner_decode(data, len, id, ep, NULL, 0), MQ_OK);
+    CU_ASSERT_STRING_EQUAL(id, "b1");
+    CU_ASSERT_STRING_EQUAL(ep, "h:1");
+    /* A topic record is no owner record. */
+    br_topic_t t = t_topic("x", 1, BR_MSG_TYPE_NORMAL);
+    char *other;
+    size_t olen;
+    CU_ASSERT_EQUAL_FATAL(br_topic_encode(&t, &other, &olen), MQ_OK);
+    CU_ASSERT_EQUAL(br_rec_owner_decode(other, olen, id, ep, NULL, 0), MQ_ECORRUPT);
+    free(other);
+    free(data);
+
+    br_qid_t qs[3] = {{"%DLQ%g", 0}, {"a", 2}, {"a", 10}};
+    CU_ASSERT_EQUAL_FATAL(br_rec_assign_encode("b1", qs, 3, &data, &len), MQ_OK);
+    br_qid_t *got;
+    size_t n;
+    CU_ASSERT_EQUAL(br_rec_assign_decode(data, len, id, &got, &n, NULL, 0), MQ_OK);
+    CU_ASSERT_STRING_EQUAL(id, "b1");
+    CU_ASSERT_EQUAL_FATAL(n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        CU_ASSERT_STRING_EQUAL(got[i].topic, qs[i].topic);
+        CU_ASSERT_EQUAL(got[i].queue, qs[i].queue);
+    }
+    free(got);
+    free(data);
+    CU_ASSERT_EQUAL_FATAL(br_rec_assign_encode("b1", NULL, 0, &data, &len), MQ_OK);
+    CU_ASSERT_EQUAL(br_rec_assign_decode(data, len, id, &got, &n, NULL, 0), MQ_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    free(got);
+    free(data);
+    /* Unsorted, repeated, or out of range: refused both ways. */
+    br_qid_t unsorted[2] = {{"b", 0}, {"a", 0}};
+    CU_ASSERT_EQUAL(br_rec_assign_encode("b1", unsorted, 2, &data, &len), MQ_EINVAL);
+    static const char *const bad[] = {
+        "broker=b1\nb 0\na 0\n",
+        "broker=b1\na 0\na 0\n",
+        "broker=b1\na 1024\n",
+        "broker=b1\na 01\n",
+        "broker=b1\na\n",
+        "broker=b1\na.b 1\n",
+        "a 1\n",
+        "broker=b/1\n",
+        "broker=b1\na  1\n",
+    };
+    for (size_t i = 0; i < MQ_ARRAY_LEN(bad); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "version=1\n%s", bad[i]);
+        char *rec = t_sealed("# LedgerMQ assignment\n", body, &len);
+        CU_ASSERT_EQUAL(br_rec_assign_decode(rec, len, id, &got, &n, NULL, 0), MQ_ECORRUPT);
+        free(rec);
+    }
+}
+
 /* --- ZooKeeper ------------------------------------------------------------- */
 
 static void test_create_read_update_list(void)
@@ -418,6 +504,7 @@ int main(void)
         {"msg_types", test_msg_types},
         {"record_round_trip", test_record_round_trip},
         {"record_corrupt", test_record_corrupt},
+        {"cluster_records", test_cluster_records},
         {"create_read_update_list", test_create_read_update_list},
         {"cache_follows", test_cache_follows},
         {"ensure_race", test_ensure_race},
