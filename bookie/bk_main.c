@@ -13,6 +13,7 @@
 #include "bk_conf.h"
 #include "bk_server.h"
 #include "mq_log.h"
+#include "mq_signal.h"
 
 static void bk_main_usage(FILE *out)
 {
@@ -84,7 +85,7 @@ int main(int argc, char **argv)
         mq_conf_fini(bk_conf_keys, bk_conf_nkeys, &conf);
         return 0;
     }
-    bk_server_block_signals();
+    mq_signal_block();
     int code;
     if (format) {
         code = bk_server_format(&conf, err, sizeof(err)) == MQ_OK ? 0 : 1;

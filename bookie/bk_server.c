@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <malloc.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "lc_entry.h"
 #include "mq_fs.h"
 #include "mq_log.h"
+#include "mq_signal.h"
 #include "mq_util.h"
 
 #define BK_SRV_VERSION "0.1.0"
@@ -47,30 +47,9 @@ void bk_server_stop(bk_server_t *srv, int exit_code)
     pthread_mutex_unlock(&srv->stop_lock);
 }
 
-void bk_server_block_signals(void)
+static void bk_srv_on_signal(void *arg)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-static void *bk_srv_signal_main(void *arg)
-{
-    bk_server_t *srv = arg;
-    mq_log_thread_name("signals");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) {
-        MQ_LOG_INFO("signal received sig=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        bk_server_stop(srv, 0);
-    }
-    return NULL;
+    bk_server_stop(arg, 0);
 }
 
 /* --- registration and disk usage (admin thread, and startup) -------------- */
@@ -619,10 +598,7 @@ static void bk_srv_free(bk_server_t *srv)
 
 int bk_server_run(bk_server_t *srv)
 {
-    pthread_t sig_tid;
-    if (pthread_create(&sig_tid, NULL, bk_srv_signal_main, srv) == 0) {
-        pthread_detach(sig_tid);
-    }
+    mq_signal_watch(bk_srv_on_signal, srv);
     pthread_mutex_lock(&srv->stop_lock);
     while (!srv->stop_requested) {
         pthread_cond_wait(&srv->stop_cond, &srv->stop_lock);

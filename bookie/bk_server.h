@@ -21,15 +21,13 @@ mq_err_t bk_server_start(const bk_conf_t *conf, bk_server_t **out, char *errbuf,
 /* Blocks until SIGTERM/SIGINT or bk_server_stop, then shuts down cleanly
  * (stop accepting, deregister, flush the journal, checkpoint) and frees the
  * server. Returns the process exit code: 0 after a clean stop. Call with
- * SIGTERM and SIGINT blocked in every thread (bk_server_block_signals before
- * any thread starts). */
+ * SIGTERM and SIGINT blocked in every thread (mq_signal_block before any
+ * thread starts). */
 int bk_server_run(bk_server_t *srv);
 /* Asks a running server to stop. Any thread. */
 void bk_server_stop(bk_server_t *srv, int exit_code);
 /* The bound protocol port. */
 int bk_server_port(const bk_server_t *srv);
-/* Blocks SIGTERM, SIGINT and ignores SIGPIPE; call first in main. */
-void bk_server_block_signals(void);
 /* `mqbookie --format`: clears the directories and the ZooKeeper cookie. */
 mq_err_t bk_server_format(const bk_conf_t *conf, char *errbuf, size_t errlen);
 

@@ -12,6 +12,7 @@
 #include "br_conf.h"
 #include "br_server.h"
 #include "mq_log.h"
+#include "mq_signal.h"
 
 static void br_main_usage(FILE *out)
 {
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
         mq_conf_fini(br_conf_keys, br_conf_nkeys, &conf);
         return 0;
     }
-    br_server_block_signals();
+    mq_signal_block();
     int code;
     br_server_t *srv;
     if (br_server_start(&conf, &srv, err, sizeof(err)) != MQ_OK) {

@@ -10,7 +10,6 @@
  * Threads: start and run on the caller's thread; a signal thread turns
  * SIGTERM/SIGINT into a stop; the retention timer runs on the slow executor.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +17,8 @@
 
 #include "br_server_int.h"
 #include "mq_log.h"
+#include "mq_signal.h"
 #include "mq_util.h"
-
-void br_server_block_signals(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
 
 void br_server_stop(br_server_t *srv, int exit_code)
 {
@@ -41,20 +31,9 @@ void br_server_stop(br_server_t *srv, int exit_code)
     pthread_mutex_unlock(&srv->stop_lock);
 }
 
-static void *br_srv_signal_main(void *arg)
+static void br_srv_on_signal(void *arg)
 {
-    br_server_t *srv = arg;
-    mq_log_thread_name("signals");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) {
-        MQ_LOG_INFO("signal received sig=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        br_server_stop(srv, 0);
-    }
-    return NULL;
+    br_server_stop(arg, 0);
 }
 
 int br_server_port(const br_server_t *srv)
@@ -328,10 +307,7 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
 
 int br_server_run(br_server_t *srv)
 {
-    pthread_t sig_tid;
-    if (pthread_create(&sig_tid, NULL, br_srv_signal_main, srv) == 0) {
-        pthread_detach(sig_tid);
-    }
+    mq_signal_watch(br_srv_on_signal, srv);
     pthread_mutex_lock(&srv->stop_lock);
     while (!srv->stopping) {
         pthread_cond_wait(&srv->stop_cond, &srv->stop_lock);

@@ -18,8 +18,6 @@
 
 typedef struct br_server br_server_t;
 
-/* Block SIGTERM/SIGINT/SIGPIPE in every thread (call before any thread). */
-void br_server_block_signals(void);
 /* Connects, registers, starts serving. conf is borrowed for the server's
  * life. On failure errbuf says why. */
 mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf, size_t errlen);
