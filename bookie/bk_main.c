@@ -30,63 +30,17 @@ static void bk_main_usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    const char *conf_path = NULL;
-    const char **sets = calloc((size_t)argc, sizeof(*sets));
-    size_t nsets = 0;
-    bool format = false;
-    bool print = false;
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--conf") == 0) && i + 1 < argc) {
-            conf_path = argv[++i];
-        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-            sets[nsets++] = argv[++i];
-        } else if (strcmp(argv[i], "--format") == 0) {
-            format = true;
-        } else if (strcmp(argv[i], "--print-config") == 0) {
-            print = true;
-        } else if (strcmp(argv[i], "--help-config") == 0) {
-            mq_conf_print_help(stdout, bk_conf_keys, bk_conf_nkeys);
-            free(sets);
-            return 0;
-        } else if (strcmp(argv[i], "--help-config-markdown") == 0) {
-            mq_conf_print_markdown(stdout, bk_conf_keys, bk_conf_nkeys);
-            free(sets);
-            return 0;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            bk_main_usage(stdout);
-            free(sets);
-            return 0;
-        } else {
-            fprintf(stderr, "mqbookie: unknown argument '%s'\n", argv[i]);
-            bk_main_usage(stderr);
-            free(sets);
-            return 2;
-        }
-    }
+    static const char *const flags[] = {"--format", NULL};
+    bool flag_on[1] = {false};
     bk_conf_t conf;
-    char err[1024];
-    if (mq_conf_load(bk_conf_keys, bk_conf_nkeys, &conf, conf_path, sets, nsets, err,
-                     sizeof(err)) != MQ_OK) {
-        fprintf(stderr, "mqbookie: %s\n", err);
-        free(sets);
-        return 2;
+    int code = mq_conf_cli("mqbookie", bk_conf_keys, bk_conf_nkeys, &conf, argc, argv,
+                           bk_main_usage, flags, flag_on);
+    if (code >= 0) {
+        return code;
     }
-    free(sets);
-    int lvl = mq_log_level_parse(conf.logLevel);
-    if (lvl < 0) {
-        fprintf(stderr, "mqbookie: logLevel: unknown level '%s' (error, warn, info, debug)\n",
-                conf.logLevel);
-        mq_conf_fini(bk_conf_keys, bk_conf_nkeys, &conf);
-        return 2;
-    }
-    mq_log_level = lvl;
-    if (print) {
-        mq_conf_print_values(stdout, bk_conf_keys, bk_conf_nkeys, &conf);
-        mq_conf_fini(bk_conf_keys, bk_conf_nkeys, &conf);
-        return 0;
-    }
+    bool format = flag_on[0];
     mq_signal_block();
-    int code;
+    char err[1024];
     if (format) {
         code = bk_server_format(&conf, err, sizeof(err)) == MQ_OK ? 0 : 1;
         if (code != 0) {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "admin.pb.h"
+#include "br_group.h"
 #include "br_pb.h"
 #include "br_record.h"
 #include "br_server_int.h"
@@ -428,6 +429,135 @@ static void br_admin_read(br_server_t *srv, rpc_call_t *call, const uint8_t *req
     rpc_call_finish(call, RPC_OK, NULL);
 }
 
+static void br_admin_fill_group(ledgermq_admin_v1_GroupConfig *gc, br_group_t *g)
+{
+    gc->name = g->name;
+    gc->retry_max_times = g->retry_max_times;
+    gc->consume_orderly = g->fifo;
+    gc->retry_initial_ms = g->retry_initial_ms;
+    gc->retry_max_ms = g->retry_max_ms;
+    gc->retry_multiplier = g->retry_multiplier;
+}
+
+/* Creates a group, or (update) rewrites an existing one; as RocketMQ's
+ * updateSubGroup sends a whole config, fields left 0 take the defaults
+ * rather than the old values. The creation time survives an update. */
+static void br_admin_update_group(br_server_t *srv, rpc_call_t *call, const uint8_t *req,
+                                  size_t len)
+{
+    ledgermq_admin_v1_UpdateGroupRequest r = ledgermq_admin_v1_UpdateGroupRequest_init_zero;
+    char why[200];
+    if (br_pb_decode(ledgermq_admin_v1_UpdateGroupRequest_fields, req, len, &r, why, sizeof(why)) !=
+        MQ_OK) {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT, why);
+        return;
+    }
+    const ledgermq_admin_v1_GroupConfig *rg = &r.group;
+    const char *name = br_pb_str(rg->name);
+    rpc_status_t st = RPC_OK;
+    br_group_t g;
+    br_group_default(name, &g);
+    if (!br_group_name_valid(name)) {
+        st = RPC_INVALID_ARGUMENT;
+        snprintf(why, sizeof(why), "illegal group name '%.130s' (^[%%|a-zA-Z0-9_-]+$, 1..255)",
+                 name);
+        goto out;
+    }
+    if (rg->retry_max_times < 0 || rg->retry_max_times > BR_GROUP_MAX_RETRY ||
+        rg->retry_multiplier < 0) {
+        st = RPC_INVALID_ARGUMENT;
+        snprintf(why, sizeof(why), "retry_max_times must be 0..%d and retry_multiplier >= 1",
+                 BR_GROUP_MAX_RETRY);
+        goto out;
+    }
+    if (rg->retry_max_times > 0) {
+        g.retry_max_times = rg->retry_max_times;
+    }
+    g.fifo = rg->consume_orderly;
+    if (rg->retry_initial_ms > 0) {
+        g.retry_initial_ms = rg->retry_initial_ms;
+    }
+    if (rg->retry_max_ms > 0) {
+        g.retry_max_ms = rg->retry_max_ms;
+    }
+    if (rg->retry_multiplier > 0) {
+        g.retry_multiplier = rg->retry_multiplier;
+    }
+    g.ctime_ms = mq_wall_ms();
+    mq_err_t err;
+    if (r.update) {
+        br_group_t old;
+        err = br_group_read(srv->zk, srv->root, g.name, &old);
+        if (err == MQ_OK) {
+            g.ctime_ms = old.ctime_ms;
+        }
+        /* A record that does not read is rewritten: that repairs it. */
+        err = err == MQ_ECORRUPT || err == MQ_OK ? br_group_update(srv->zk, srv->root, &g) : err;
+    } else {
+        err = br_group_create(srv->zk, srv->root, &g);
+    }
+    if (err != MQ_OK) {
+        st = br_admin_status(err);
+        if (err == MQ_EINVAL) {
+            snprintf(why, sizeof(why),
+                     "bad retry policy: need 1 <= retry_initial_ms <= retry_max_ms <= 604800000 "
+                     "and 1 <= retry_multiplier <= 100");
+        } else if (err == MQ_EEXIST) {
+            snprintf(why, sizeof(why), "group '%s' exists (set update to change it)", g.name);
+        } else if (err == MQ_ENOTFOUND) {
+            snprintf(why, sizeof(why), "group '%s' does not exist", g.name);
+        } else {
+            snprintf(why, sizeof(why), "%s", mq_err_str(err));
+        }
+        goto out;
+    }
+    MQ_LOG_INFO("group %s group=%s retryMaxTimes=%d consumeMessageOrderly=%d retryInitialMs=%u "
+                "retryMaxMs=%u retryMultiplier=%g",
+                r.update ? "updated" : "created", g.name, g.retry_max_times, (int)g.fifo,
+                (unsigned)g.retry_initial_ms, (unsigned)g.retry_max_ms, g.retry_multiplier);
+out:;
+    bool created = !r.update;
+    pb_release(ledgermq_admin_v1_UpdateGroupRequest_fields, &r);
+    if (st != RPC_OK) {
+        rpc_call_finish(call, st, why);
+        return;
+    }
+    ledgermq_admin_v1_UpdateGroupResponse resp = ledgermq_admin_v1_UpdateGroupResponse_init_zero;
+    resp.has_group = true;
+    br_admin_fill_group(&resp.group, &g);
+    resp.created = created;
+    br_admin_reply(call, ledgermq_admin_v1_UpdateGroupResponse_fields, &resp);
+}
+
+static void br_admin_list_groups(br_server_t *srv, rpc_call_t *call, const uint8_t *req, size_t len)
+{
+    (void)req;
+    (void)len;
+    char **names = NULL;
+    size_t n = 0;
+    mq_err_t err = br_group_list(srv->zk, srv->root, &names, &n);
+    if (err != MQ_OK) {
+        rpc_call_finish(call, br_admin_status(err), mq_err_str(err));
+        return;
+    }
+    br_group_t *gs = mq_calloc(n ? n : 1, sizeof(*gs));
+    ledgermq_admin_v1_GroupConfig *gcs = mq_calloc(n ? n : 1, sizeof(*gcs));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (br_group_read(srv->zk, srv->root, names[i], &gs[k]) == MQ_OK) {
+            br_admin_fill_group(&gcs[k], &gs[k]);
+            k++;
+        }
+    }
+    ledgermq_admin_v1_ListGroupsResponse resp = ledgermq_admin_v1_ListGroupsResponse_init_zero;
+    resp.groups_count = (pb_size_t)k;
+    resp.groups = gcs;
+    br_admin_reply(call, ledgermq_admin_v1_ListGroupsResponse_fields, &resp);
+    free(gcs);
+    free(gs);
+    zk_strings_free(names, n);
+}
+
 static void br_admin_task(void *arg)
 {
     br_admin_job_t *job = arg;
@@ -465,6 +595,8 @@ BR_ADMIN_HANDLER(br_admin_list_on_call, br_admin_list)
 BR_ADMIN_HANDLER(br_admin_describe_on_call, br_admin_describe)
 BR_ADMIN_HANDLER(br_admin_cluster_on_call, br_admin_cluster)
 BR_ADMIN_HANDLER(br_admin_read_on_call, br_admin_read)
+BR_ADMIN_HANDLER(br_admin_update_group_on_call, br_admin_update_group)
+BR_ADMIN_HANDLER(br_admin_list_groups_on_call, br_admin_list_groups)
 
 mq_err_t br_admin_register(br_server_t *srv)
 {
@@ -475,6 +607,9 @@ mq_err_t br_admin_register(br_server_t *srv)
         {BR_ADMIN_SVC "ClusterStatus", RPC_KIND_UNARY, br_admin_cluster_on_call, NULL, NULL, srv},
         {BR_ADMIN_SVC "ReadMessages", RPC_KIND_SERVER_STREAM, br_admin_read_on_call, NULL, NULL,
          srv},
+        {BR_ADMIN_SVC "UpdateGroup", RPC_KIND_UNARY, br_admin_update_group_on_call, NULL, NULL,
+         srv},
+        {BR_ADMIN_SVC "ListGroups", RPC_KIND_UNARY, br_admin_list_groups_on_call, NULL, NULL, srv},
     };
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         mq_err_t err = rpc_server_add_method(srv->rpc, &methods[i]);

@@ -66,8 +66,8 @@ static double br_assign_load(double v)
     return isfinite(v) && v > 0 ? v : 0;
 }
 
-size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
-                         br_assign_queue_t *queues, size_t nqueues, const br_assign_params_t *p)
+size_t br_assign_compute(br_assign_broker_t *brokers, size_t nbrokers, br_assign_queue_t *queues,
+                         size_t nqueues, const br_assign_params_t *p)
 {
     br_assign_params_t defaults;
     if (!p) {
@@ -79,6 +79,10 @@ size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
             queues[q].current = -1;
         }
         queues[q].assignee = -1;
+    }
+    for (size_t b = 0; b < nbrokers; b++) {
+        brokers[b].target = 0;
+        brokers[b].overloaded = false;
     }
     if (nbrokers == 0 || nqueues == 0) {
         return 0;
@@ -109,14 +113,30 @@ size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
     size_t share = nqueues / nbrokers;
     size_t left = nqueues;
     size_t nnormal = 0;
+    size_t nheld = 0;
     for (size_t b = 0; b < nbrokers; b++) {
         over[b] = nbrokers > 1 && load[b] > factor * avg && load[b] > p->overload_floor;
-        if (!over[b]) {
+        nnormal += !over[b];
+        nheld += !over[b] && brokers[b].hold > 0;
+    }
+    /* Holds only while somebody is left to take the rest. */
+    bool holds = nheld < nnormal;
+    nnormal = 0;
+    for (size_t b = 0; b < nbrokers; b++) {
+        bool held = holds && nbrokers > 1 && brokers[b].hold > 0;
+        brokers[b].overloaded = over[b];
+        if (!over[b] && !held) {
             order[nnormal++] = b;
             continue;
         }
-        double scaled = floor((double)share * avg / load[b]);
-        size_t t = scaled < 1 ? 1 : (size_t)scaled;
+        size_t t = share;
+        if (over[b]) {
+            double scaled = floor((double)share * avg / load[b]);
+            t = scaled < 1 ? 1 : (size_t)scaled;
+        }
+        if (held) {
+            t = MQ_MIN(t, MQ_MAX(brokers[b].hold, (size_t)1));
+        }
         target[b] = MQ_MIN(t, share);
         left -= target[b];
     }
@@ -124,6 +144,9 @@ size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
     qsort(order, nnormal, sizeof(*order), br_assign_extra_cmp);
     for (size_t k = 0; k < nnormal; k++) {
         target[order[k]] = left / nnormal + (k < left % nnormal ? 1 : 0);
+    }
+    for (size_t b = 0; b < nbrokers; b++) {
+        brokers[b].target = target[b];
     }
 
     /* 2. Keep, 3. fill, both in (topic, queue) order. */

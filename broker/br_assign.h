@@ -28,6 +28,15 @@
  * its broker is dead or over target, and moves come from the brokers with
  * the most. The result depends only on the sets given (not their order).
  *
+ * Grace. A broker that shed load reports less afterwards, so the next
+ * rebalance would find nobody overloaded and even the counts out again,
+ * moving the queues straight back (and again after the next report). The
+ * caller remembers the targets of brokers found overloaded (target and
+ * overloaded below) and passes them back as hold for a grace period (Pulsar's
+ * loadBalancerSheddingGracePeriodMinutes): a held broker counts as
+ * overloaded with at most that target, whatever its load says now. Holds
+ * are ignored when they would leave no broker to take the rest.
+ *
  * Weighting: only msgs_in counts (the figure every broker reports and that
  * costs the most: appends go to bookies). Per-queue rates are not known, so
  * shedding assumes a broker's queues are equally busy and moves whichever
@@ -41,11 +50,15 @@
 #ifndef BR_ASSIGN_H
 #define BR_ASSIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct br_assign_broker {
-    const char *id; /* distinct */
-    double load;    /* msgs/s in */
+    const char *id;  /* distinct */
+    double load;     /* msgs/s in */
+    size_t hold;     /* > 0: shed lately, its target stays at most this (grace) */
+    size_t target;   /* out: how many queues it is to have */
+    bool overloaded; /* out: overloaded by its load now (its target was cut) */
 } br_assign_broker_t;
 
 typedef struct br_assign_queue {
@@ -63,7 +76,7 @@ typedef struct br_assign_params {
 void br_assign_params_default(br_assign_params_t *p);
 /* Fills queues[i].assignee; returns how many queues that had a current
  * broker move to another. (topic, queue) pairs must be distinct. */
-size_t br_assign_compute(const br_assign_broker_t *brokers, size_t nbrokers,
-                         br_assign_queue_t *queues, size_t nqueues, const br_assign_params_t *p);
+size_t br_assign_compute(br_assign_broker_t *brokers, size_t nbrokers, br_assign_queue_t *queues,
+                         size_t nqueues, const br_assign_params_t *p);
 
 #endif

@@ -44,6 +44,7 @@
 #define BR_CLUSTER_DEFAULT_ROOT "/ledgermq"
 #define BR_CLUSTER_DEFAULT_CLUSTER "DefaultCluster"
 #define BR_CLUSTER_DEFAULT_REPORT_MS 1000
+#define BR_CLUSTER_DEFAULT_SHED_GRACE_MS 60000
 #define BR_CLUSTER_DEFAULT_REBALANCE_MS 5000
 #define BR_CLUSTER_DEFAULT_OVERLOAD 1.5
 #define BR_CLUSTER_DEFAULT_WORKERS 4
@@ -57,6 +58,7 @@ void br_cluster_conf_default(br_cluster_conf_t *conf)
     conf->report_interval_ms = BR_CLUSTER_DEFAULT_REPORT_MS;
     conf->rebalance_interval_ms = BR_CLUSTER_DEFAULT_REBALANCE_MS;
     conf->overload_factor = BR_CLUSTER_DEFAULT_OVERLOAD;
+    conf->shed_grace_ms = BR_CLUSTER_DEFAULT_SHED_GRACE_MS;
     conf->workers = BR_CLUSTER_DEFAULT_WORKERS;
 }
 
@@ -304,6 +306,7 @@ static void br_cluster_destroy(br_cluster_t *cl)
     }
     free(cl->odirs);
     free(cl->idx);
+    free(cl->holds);
     free(cl->reg_data);
     pthread_mutex_destroy(&cl->odir_mu);
     pthread_mutex_destroy(&cl->idx_mu);

@@ -82,6 +82,7 @@ typedef struct br_cluster_conf {
     uint32_t report_interval_ms;    /* default 1000 */
     uint32_t rebalance_interval_ms; /* default 5000 */
     double overload_factor;         /* default 1.5 */
+    uint32_t shed_grace_ms;         /* a shed broker's target holds this long; 60000 */
     unsigned workers;               /* acquire/release threads; default 4 */
     br_acquire_cb on_acquire;
     br_release_cb on_release;

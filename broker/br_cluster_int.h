@@ -115,6 +115,14 @@ struct br_cluster {
     /* mq_now_ms deadline of the rebalance queued soonest, 0: none. */
     atomic_uint_fast64_t rebalance_at;
     bool was_leader; /* @locality ctl */
+    /* Brokers that shed load lately and their targets (br_assign's hold).
+     * @locality ctl */
+    struct br_shed_hold {
+        char id[BR_ID_MAX];
+        size_t target;
+        uint64_t until; /* mq_now_ms */
+    } * holds;
+    size_t nholds;
 
     /* Ownership. */
     pthread_mutex_t own_mu;

@@ -97,6 +97,8 @@ mq_err_t br_rec_open(br_rec_reader_t *r, const char *data, size_t len, const cha
                      size_t why_len)
 {
     memset(r, 0, sizeof(*r));
+    r->why = why;
+    r->why_len = why_len;
     if (!data || len == 0) {
         br_rec_why(why, why_len, "empty record");
         return MQ_ECORRUPT;
@@ -169,6 +171,48 @@ bool br_rec_next(br_rec_reader_t *r, const char **s, size_t *n)
     r->at += *n + 1;
     r->line++;
     return true;
+}
+
+bool br_rec_next_key(br_rec_reader_t *r, const char *const *keys, size_t nkeys, size_t *k,
+                     const char **v, size_t *vn)
+{
+    MQ_ASSERT(nkeys <= 32);
+    const char *s;
+    size_t n;
+    if (r->err != MQ_OK || !br_rec_next(r, &s, &n)) {
+        return false;
+    }
+    size_t kn;
+    size_t i = nkeys;
+    if (br_rec_kv(s, n, &kn, v, vn)) {
+        for (i = 0; i < nkeys; i++) {
+            if (br_rec_key_is(s, kn, keys[i])) {
+                break;
+            }
+        }
+    }
+    if (i == nkeys || (r->seen & (1u << i))) {
+        br_rec_why(r->why, r->why_len, "line %d: unknown or repeated key", r->line);
+        r->err = MQ_ECORRUPT;
+        return false;
+    }
+    r->seen |= 1u << i;
+    *k = i;
+    return true;
+}
+
+mq_err_t br_rec_keys_done(br_rec_reader_t *r, const char *const *keys, size_t nkeys)
+{
+    if (r->err != MQ_OK) {
+        return r->err;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        if (!(r->seen & (1u << i))) {
+            br_rec_why(r->why, r->why_len, "missing key %s", keys[i]);
+            return MQ_ECORRUPT;
+        }
+    }
+    return MQ_OK;
 }
 
 bool br_rec_kv(const char *s, size_t n, size_t *kn, const char **v, size_t *vn)
@@ -360,26 +404,10 @@ mq_err_t br_rec_broker_decode(const char *data, size_t len, br_broker_info_t *ou
     }
     br_broker_info_t bi;
     memset(&bi, 0, sizeof(bi));
-    unsigned seen = 0;
-    const char *s;
-    size_t n;
-    while (br_rec_next(&r, &s, &n)) {
-        size_t kn;
-        const char *v;
-        size_t vn;
-        int k = BR_REC_B_COUNT;
-        if (br_rec_kv(s, n, &kn, &v, &vn)) {
-            for (k = 0; k < BR_REC_B_COUNT; k++) {
-                if (br_rec_key_is(s, kn, br_rec_broker_keys[k])) {
-                    break;
-                }
-            }
-        }
-        if (k == BR_REC_B_COUNT || (seen & (1u << k))) {
-            br_rec_why(why, why_len, "line %d: unknown or repeated key", r.line);
-            return MQ_ECORRUPT;
-        }
-        seen |= 1u << k;
+    size_t k;
+    const char *v;
+    size_t vn;
+    while (br_rec_next_key(&r, br_rec_broker_keys, BR_REC_B_COUNT, &k, &v, &vn)) {
         bool ok;
         uint64_t u = 0;
         switch (k) {
@@ -417,11 +445,9 @@ mq_err_t br_rec_broker_decode(const char *data, size_t len, br_broker_info_t *ou
             return MQ_ECORRUPT;
         }
     }
-    for (int k = 0; k < BR_REC_B_COUNT; k++) {
-        if (!(seen & (1u << k))) {
-            br_rec_why(why, why_len, "missing key %s", br_rec_broker_keys[k]);
-            return MQ_ECORRUPT;
-        }
+    err = br_rec_keys_done(&r, br_rec_broker_keys, BR_REC_B_COUNT);
+    if (err != MQ_OK) {
+        return err;
     }
     *out = bi;
     return MQ_OK;

@@ -55,6 +55,10 @@ typedef struct br_rec_reader {
     size_t body; /* bytes the checksum covers */
     size_t at;   /* next line */
     int line;    /* number of the line last returned, from 1 */
+    char *why;   /* br_rec_open's, for br_rec_next_key and br_rec_keys_done */
+    size_t why_len;
+    unsigned seen; /* keys br_rec_next_key returned, one bit each */
+    mq_err_t err;  /* MQ_ECORRUPT once br_rec_next_key met a bad key */
 } br_rec_reader_t;
 
 /* Checks the framing of a record of the given kind and positions the reader
@@ -63,6 +67,15 @@ mq_err_t br_rec_open(br_rec_reader_t *r, const char *data, size_t len, const cha
                      size_t why_len);
 /* The next body line (without its newline); false at the end. */
 bool br_rec_next(br_rec_reader_t *r, const char **s, size_t *n);
+/* The next body line as "key=value" with key one of keys[0..nkeys) (at most
+ * 32) that the body has not held before: true with *k (its index), *v and
+ * *vn. False at the end, or on an unknown or repeated key (then
+ * br_rec_keys_done says MQ_ECORRUPT). */
+bool br_rec_next_key(br_rec_reader_t *r, const char *const *keys, size_t nkeys, size_t *k,
+                     const char **v, size_t *vn);
+/* After br_rec_next_key's loop: MQ_OK when the body held every key once,
+ * MQ_ECORRUPT (why says what) otherwise. */
+mq_err_t br_rec_keys_done(br_rec_reader_t *r, const char *const *keys, size_t nkeys);
 /* Splits "key=value" at the first '='; false when there is none. */
 bool br_rec_kv(const char *s, size_t n, size_t *kn, const char **v, size_t *vn);
 /* Whether the n bytes at k are exactly key. */

@@ -40,20 +40,46 @@
     X(sendLingerMicros, INT, "200", 0, 100000,                                                     \
       "Messages of one queue arriving within this are packed into one entry, us")                  \
     X(maxEntryBytes, INT, "1048576", 4096, 67108864, "Largest packed entry, bytes")                \
+    X(sendQueueStickyMicros, INT, "1000", 0, 1000000,                                              \
+      "Normal messages go to one local queue per slice of this length (0: round robin)")           \
+    X(sendWindowEntries, INT, "16", 1, 64,                                                         \
+      "Entries of one queue in flight to the bookies at once; later messages pack into the next")  \
     X(ledgerRolloverSizeMB, INT, "1024", 1, 1048576, "Start a new ledger after this many MB")      \
     X(ledgerRolloverEntries, INT, "50000", 1, 100000000,                                           \
       "Start a new ledger after this many entries")                                                \
     X(ledgerRolloverMinutes, INT, "240", 1, 525600, "Start a new ledger after this age, minutes")  \
-    X(tailCacheSizeMB, INT, "4", 0, 4096, "Hot-tail read cache per queue, MB")                     \
+    X(tailCacheSizeMB, INT, "16", 0, 65536,                                                        \
+      "Hot-tail read cache shared by all owned queues, MB (a queue takes at most its share, or "   \
+      "256 KiB)")                                                                                  \
     X(rebalanceIntervalSec, INT, "5", 1, 3600, "Leader: how often assignments are re-checked, s")  \
     X(loadReportIntervalMs, INT, "1000", 100, 600000,                                              \
       "How often the load report is refreshed, ms")                                                \
     X(overloadFactor, DOUBLE, "1.5", 1.0, 100.0,                                                   \
       "Leader: shed queues from a broker above this times the average msgs/s")                     \
+    X(loadBalancerSheddingGracePeriodMinutes, DOUBLE, "1", 0.0, 1440.0,                            \
+      "Leader: a broker that shed queues keeps its lowered queue count this long (Pulsar's "       \
+      "name), minutes; 0: counts even out again at once")                                          \
     X(grpcThreads, INT, "1", 1, 64, "gRPC completion-queue threads")                               \
     X(workerThreads, INT, "2", 1, 64, "Executor threads for queue work")                           \
     X(forwardTimeoutMs, INT, "5000", 100, 600000,                                                  \
       "How long a send may wait for its queue's owner (handover, forwarding), ms")                 \
+    X(autoCreateSubscriptionGroup, BOOL, "true", 0, 0,                                             \
+      "Create an unknown consumer group with the defaults on first use")                           \
+    X(minInvisibleTimeMillsForRecv, INT, "10000", 0, 43200000,                                     \
+      "Smallest invisible duration a ReceiveMessage may ask for, ms")                              \
+    X(maxInvisibleTimeMills, INT, "43200000", 1000, 604800000,                                     \
+      "Largest invisible duration (ReceiveMessage, ChangeInvisibleDuration), ms")                  \
+    X(defaultInvisibleTimeMills, INT, "60000", 1000, 43200000,                                     \
+      "Invisible duration when a receive names none (push consumers, auto-renew), ms")             \
+    X(grpcClientConsumerMinLongPollingTimeoutMillis, INT, "0", 0, 600000,                          \
+      "Shortest long-polling time a receive may ask for, ms")                                      \
+    X(grpcClientConsumerMaxLongPollingTimeoutMillis, INT, "20000", 0, 600000,                      \
+      "Longest a receive waits for messages before answering empty, ms")                           \
+    X(consumeWindowMessages, INT, "16384", 16, 1048576,                                            \
+      "Messages of one queue a group may have delivered but not done (in flight, waiting, acked "  \
+      "above its oldest undone)")                                                                  \
+    X(cursorCompactEntries, INT, "1000", 10, 10000000,                                             \
+      "Cursor-ledger entries after which the cursor state is rewritten into a new ledger")         \
     X(logLevel, STR, "info", 0, 0, "Log level: error, warn, info or debug")
 
 #define BR_CONF_KEYS(X) BR_CONF_OWN_KEYS(X) LC_CONF_LEDGER_KEYS(X)

@@ -285,6 +285,63 @@ static mq_err_t br_leader_write(br_cluster_t *cl, const br_leader_view_t *v, siz
 }
 
 /* One rebalance (see the file comment). @locality ctl */
+/* --- shedding grace ---------------------------------------------------------------------- */
+
+/* Drops expired holds and hands the live ones to br_assign. @thread ctl */
+static void br_leader_holds_apply(br_cluster_t *cl, br_leader_view_t *v, uint64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < cl->nholds; i++) {
+        if (cl->holds[i].until > now) {
+            cl->holds[k++] = cl->holds[i];
+        }
+    }
+    cl->nholds = k;
+    for (size_t b = 0; b < v->nab; b++) {
+        v->ab[b].hold = 0;
+        for (size_t i = 0; i < cl->nholds; i++) {
+            if (strcmp(cl->holds[i].id, v->ab[b].id) == 0) {
+                v->ab[b].hold = cl->holds[i].target;
+            }
+        }
+    }
+}
+
+/* Remembers the brokers whose target was cut by load now: their targets
+ * hold for the grace period (from the last time they were overloaded).
+ * @thread ctl */
+static void br_leader_holds_note(br_cluster_t *cl, br_leader_view_t *v, uint64_t now)
+{
+    if (cl->conf.shed_grace_ms == 0) {
+        return;
+    }
+    for (size_t b = 0; b < v->nab; b++) {
+        const br_assign_broker_t *ab = &v->ab[b];
+        if (!ab->overloaded) {
+            continue;
+        }
+        struct br_shed_hold *h = NULL;
+        for (size_t i = 0; i < cl->nholds && !h; i++) {
+            if (strcmp(cl->holds[i].id, ab->id) == 0) {
+                h = &cl->holds[i];
+            }
+        }
+        if (!h) {
+            cl->holds = mq_realloc(cl->holds, (cl->nholds + 1) * sizeof(*cl->holds));
+            h = &cl->holds[cl->nholds++];
+            snprintf(h->id, sizeof(h->id), "%s", ab->id);
+            h->target = 0;
+        }
+        if (h->target != ab->target) {
+            MQ_LOG_INFO("broker overloaded, its queues held down id=%s target=%zu msgs_in=%.0f "
+                        "grace_ms=%u",
+                        ab->id, ab->target, ab->load, cl->conf.shed_grace_ms);
+        }
+        h->target = ab->target;
+        h->until = now + cl->conf.shed_grace_ms;
+    }
+}
+
 static mq_err_t br_leader_rebalance(br_cluster_t *cl)
 {
     br_leader_view_t v;
@@ -314,7 +371,10 @@ static mq_err_t br_leader_rebalance(br_cluster_t *cl)
     br_assign_params_default(&params);
     params.overload_factor = cl->conf.overload_factor;
     params.overload_floor = BR_LEADER_OVERLOAD_FLOOR;
+    uint64_t now = mq_now_ms();
+    br_leader_holds_apply(cl, &v, now);
     size_t moves = br_assign_compute(v.ab, v.nab, v.qs, v.nqs, &params);
+    br_leader_holds_note(cl, &v, now);
 
     /* Per broker, its queues in record order: v.qids is sorted by topic
      * (the topics directory lists sorted) and queue already. */

@@ -5,6 +5,7 @@
  *   mqbroker -c broker.conf [--set key=value]...   run
  *   mqbroker --help-config                         every key, default, meaning
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,60 +28,21 @@ static void br_main_usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    const char *conf_path = NULL;
-    const char **sets = calloc((size_t)argc, sizeof(*sets));
-    size_t nsets = 0;
-    bool print = false;
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--conf") == 0) && i + 1 < argc) {
-            conf_path = argv[++i];
-        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-            sets[nsets++] = argv[++i];
-        } else if (strcmp(argv[i], "--print-config") == 0) {
-            print = true;
-        } else if (strcmp(argv[i], "--help-config") == 0) {
-            mq_conf_print_help(stdout, br_conf_keys, br_conf_nkeys);
-            free(sets);
-            return 0;
-        } else if (strcmp(argv[i], "--help-config-markdown") == 0) {
-            mq_conf_print_markdown(stdout, br_conf_keys, br_conf_nkeys);
-            free(sets);
-            return 0;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            br_main_usage(stdout);
-            free(sets);
-            return 0;
-        } else {
-            fprintf(stderr, "mqbroker: unknown argument '%s'\n", argv[i]);
-            br_main_usage(stderr);
-            free(sets);
-            return 2;
-        }
+    /* glibc gives each busy thread its own arena (up to 8 per core) and
+     * keeps their free memory: after a burst the broker's RSS stays tens of
+     * MB higher. With two, throughput stayed within run-to-run noise
+     * (docs/BENCHMARKS.md); MALLOC_ARENA_MAX still overrides. */
+    if (!getenv("MALLOC_ARENA_MAX")) {
+        mallopt(M_ARENA_MAX, 2);
     }
     br_conf_t conf;
-    char err[1024];
-    if (mq_conf_load(br_conf_keys, br_conf_nkeys, &conf, conf_path, sets, nsets, err,
-                     sizeof(err)) != MQ_OK) {
-        fprintf(stderr, "mqbroker: %s\n", err);
-        free(sets);
-        return 2;
-    }
-    free(sets);
-    int lvl = mq_log_level_parse(conf.logLevel);
-    if (lvl < 0) {
-        fprintf(stderr, "mqbroker: logLevel: unknown level '%s' (error, warn, info, debug)\n",
-                conf.logLevel);
-        mq_conf_fini(br_conf_keys, br_conf_nkeys, &conf);
-        return 2;
-    }
-    mq_log_level = lvl;
-    if (print) {
-        mq_conf_print_values(stdout, br_conf_keys, br_conf_nkeys, &conf);
-        mq_conf_fini(br_conf_keys, br_conf_nkeys, &conf);
-        return 0;
+    int code = mq_conf_cli("mqbroker", br_conf_keys, br_conf_nkeys, &conf, argc, argv,
+                           br_main_usage, NULL, NULL);
+    if (code >= 0) {
+        return code;
     }
     mq_signal_block();
-    int code;
+    char err[1024];
     br_server_t *srv;
     if (br_server_start(&conf, &srv, err, sizeof(err)) != MQ_OK) {
         MQ_LOG_ERROR("broker did not start: %s", err);

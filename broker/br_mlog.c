@@ -372,7 +372,8 @@ static void br_mlog_check_drained(br_mlog_t *ml)
 /* Sends what is ready while the window allows. @locality executor */
 void br_mlog_pump(br_mlog_t *ml)
 {
-    while (ml->state == BR_MLOG_S_OPEN && !ml->shutting && ml->ninflight < BR_MLOG_MAX_INFLIGHT) {
+    while (ml->state == BR_MLOG_S_OPEN && !ml->shutting &&
+           ml->ninflight < (int)ml->conf.max_inflight) {
         pthread_mutex_lock(&ml->lock);
         br_mlog_batch_t *b = ml->intake_head;
         if (!b) {

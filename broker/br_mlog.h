@@ -32,6 +32,7 @@
 #define BR_MLOG_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,16 @@ typedef struct br_mlog br_mlog_t;
 
 typedef void (*br_mlog_fenced_cb)(br_mlog_t *ml, void *arg);
 
+/* A hot-tail cache budget shared by many logs (one broker's queues): each
+ * log may cache up to max(limit / logs, floor) bytes, and evicts its own
+ * oldest entries while the sum over all logs is above limit. */
+typedef struct br_mlog_budget {
+    size_t limit;       /* bytes for all logs together */
+    size_t floor;       /* a log may always keep this much */
+    atomic_size_t used; /* charged by the logs */
+    atomic_size_t logs; /* logs sharing the budget */
+} br_mlog_budget_t;
+
 typedef struct br_mlog_conf {
     lc_client_t *lc;   /* borrowed */
     zk_client_t *zk;   /* borrowed (the lc client's) */
@@ -54,11 +65,13 @@ typedef struct br_mlog_conf {
     uint64_t key;
     uint32_t linger_us;          /* batching window; default 200 */
     size_t max_entry_bytes;      /* largest packed entry; default 256 KiB */
+    uint32_t max_inflight;       /* entries in flight at once (1..64); default 16 */
     uint64_t rollover_bytes;     /* default 1 GiB */
     uint64_t rollover_entries;   /* default 50000 */
     uint32_t rollover_secs;      /* default 4 h */
     uint32_t retention_hours;    /* fileReservedTime; default 72 */
     size_t cache_bytes;          /* hot-tail cache of recent entries; default 4 MiB */
+    br_mlog_budget_t *budget;    /* borrowed; when set, replaces cache_bytes */
     br_mlog_fenced_cb on_fenced; /* may be NULL */
     void *arg;
 } br_mlog_conf_t;

@@ -151,7 +151,8 @@ typedef struct br_mlog_cache {
     size_t cap;
     size_t head;
     size_t len;
-    size_t bytes; /* charged: buffer capacities */
+    size_t bytes;             /* charged: buffer capacities */
+    br_mlog_budget_t *budget; /* shared, or NULL (conf.cache_bytes alone) */
 } br_mlog_cache_t;
 
 /* What a read learned about one entry of a closed ledger. */

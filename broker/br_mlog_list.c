@@ -57,6 +57,7 @@ void br_mlog_conf_default(br_mlog_conf_t *conf)
     conf->root = "/ledgermq";
     conf->linger_us = BR_MLOG_DEF_LINGER_US;
     conf->max_entry_bytes = BR_MLOG_DEF_MAX_ENTRY;
+    conf->max_inflight = BR_MLOG_MAX_INFLIGHT;
     conf->rollover_bytes = BR_MLOG_DEF_ROLL_BYTES;
     conf->rollover_entries = BR_MLOG_DEF_ROLL_ENTRIES;
     conf->rollover_secs = BR_MLOG_DEF_ROLL_SECS;
@@ -325,6 +326,9 @@ static mq_err_t br_mlog_conf_check(const br_mlog_conf_t *in, br_mlog_conf_t *c)
     if (!c->lc || !c->zk || !c->root || !c->topic || !c->executor || c->queue < 0) {
         return MQ_EINVAL;
     }
+    if (c->max_inflight == 0 || c->max_inflight > 64) {
+        c->max_inflight = BR_MLOG_MAX_INFLIGHT;
+    }
     if (c->max_entry_bytes == 0) {
         c->max_entry_bytes = BR_MLOG_DEF_MAX_ENTRY;
     }
@@ -441,6 +445,10 @@ mq_err_t br_mlog_open(const br_mlog_conf_t *conf, br_mlog_t **out)
     ml->conf.root = ml->root;
     ml->linger_ns = (uint64_t)c.linger_us * 1000u;
     ml->retention_ms = (uint64_t)c.retention_hours * 3600000u;
+    ml->cache.budget = c.budget;
+    if (c.budget) {
+        atomic_fetch_add(&c.budget->logs, 1);
+    }
     pthread_mutex_init(&ml->lock, NULL);
     pthread_cond_init(&ml->cond, NULL);
     pthread_mutex_init(&ml->meta_lock, NULL);

@@ -39,6 +39,9 @@ static void br_mlog_cache_pop(br_mlog_cache_t *c)
 {
     br_mlog_centry_t *e = br_mlog_cache_at(c, 0);
     c->bytes -= e->buf->cap;
+    if (c->budget) {
+        atomic_fetch_sub(&c->budget->used, e->buf->cap);
+    }
     mq_buf_unref(e->buf);
     c->head = (c->head + 1) % c->cap;
     c->len--;
@@ -47,7 +50,12 @@ static void br_mlog_cache_pop(br_mlog_cache_t *c)
 void br_mlog_cache_put(br_mlog_t *ml, const br_mlog_batch_t *b)
 {
     br_mlog_cache_t *c = &ml->cache;
+    br_mlog_budget_t *bg = c->budget;
     size_t limit = ml->conf.cache_bytes;
+    if (bg) {
+        size_t logs = atomic_load(&bg->logs);
+        limit = MQ_MAX(bg->limit / (logs ? logs : 1), bg->floor);
+    }
     if (b->buf->len > limit) {
         /* Bigger than the whole cache: it only keeps contiguous entries. */
         while (c->len > 0) {
@@ -79,7 +87,11 @@ void br_mlog_cache_put(br_mlog_t *ml, const br_mlog_batch_t *b)
     e->buf = buf;
     c->len++;
     c->bytes += buf->cap;
-    while (c->bytes > limit && c->len > 0) {
+    if (bg) {
+        atomic_fetch_add(&bg->used, buf->cap);
+    }
+    while (c->len > 0 &&
+           (c->bytes > limit || (bg && c->len > 1 && atomic_load(&bg->used) > bg->limit))) {
         br_mlog_cache_pop(c);
     }
 }
@@ -100,6 +112,9 @@ void br_mlog_cache_fini(br_mlog_cache_t *c)
 {
     while (c->len > 0) {
         br_mlog_cache_pop(c);
+    }
+    if (c->budget) {
+        atomic_fetch_sub(&c->budget->logs, 1);
     }
     free(c->ring);
     memset(c, 0, sizeof(*c));

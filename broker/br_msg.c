@@ -1,8 +1,11 @@
 /*
  * br_msg: apache.rocketmq.v2.MessagingService, the parts that are not
  * sending: QueryRoute, Heartbeat, Telemetry and NotifyClientTermination.
- * SendMessage lives in br_send.c. Every other method of the service is not
- * registered, so the rpc layer answers it UNIMPLEMENTED.
+ * SendMessage lives in br_send.c; the consume methods (ReceiveMessage,
+ * AckMessage, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue,
+ * QueryAssignment) in br_recv*.c, registered from here. Every other method
+ * of the service is not registered, so the rpc layer answers it
+ * UNIMPLEMENTED.
  *
  * Business errors are answered as gRPC OK with a RocketMQ code in the
  * response's status (what the official clients expect); an undecodable
@@ -11,7 +14,8 @@
  *
  * Threads: handlers run on the gRPC thread and answer at once, except
  * QueryRoute, which may create a topic and wait for its queues to be owned,
- * and so runs on the slow executor.
+ * and a consumer's Telemetry settings, which need its group's record: both
+ * run on the slow executor.
  */
 #include <arpa/inet.h>
 #include <pb_decode.h>
@@ -280,8 +284,10 @@ static void br_msg_duration(apache_rocketmq_v2_Duration *d, uint64_t ms)
 
 /* Fills in what the server decides in a client's settings (see the
  * protocol notes: a producer needs max_body_size and an exponential backoff,
- * a consumer a batch size, a long-polling timeout and a backoff). */
-static void br_msg_merge_settings(br_server_t *srv, apache_rocketmq_v2_Settings *s)
+ * a consumer a batch size, a long-polling timeout and a backoff). g: the
+ * consumer's group (its retry policy and ordering), NULL for others. */
+static void br_msg_merge_settings(br_server_t *srv, apache_rocketmq_v2_Settings *s,
+                                  const br_group_t *g)
 {
     bool producer = s->has_client_type && s->client_type == apache_rocketmq_v2_ClientType_PRODUCER;
     pb_release(apache_rocketmq_v2_RetryPolicy_fields, &s->backoff_policy);
@@ -303,22 +309,98 @@ static void br_msg_merge_settings(br_server_t *srv, apache_rocketmq_v2_Settings 
         s->pub_sub.publishing.max_body_size = (int32_t)srv->conf->maxMessageSize;
         s->pub_sub.publishing.validate_message_type = true;
     } else {
-        s->backoff_policy.max_attempts = 17;
-        br_msg_duration(&eb->initial, 1000);
-        br_msg_duration(&eb->max, 7200 * 1000);
+        br_group_t def;
+        if (!g) {
+            br_group_default("", &def);
+            g = &def;
+        }
+        /* Deliveries, not retries: the first one counts. */
+        s->backoff_policy.max_attempts = br_group_max_attempts(g);
+        br_msg_duration(&eb->initial, g->retry_initial_ms);
+        br_msg_duration(&eb->max, g->retry_max_ms);
+        eb->multiplier = (float)g->retry_multiplier;
         if (s->which_pub_sub == apache_rocketmq_v2_Settings_subscription_tag) {
             apache_rocketmq_v2_Subscription *sub = &s->pub_sub.subscription;
+            uint64_t maxpoll = (uint64_t)srv->conf->grpcClientConsumerMaxLongPollingTimeoutMillis;
+            uint64_t poll = maxpoll;
+            if (sub->has_long_polling_timeout && sub->long_polling_timeout.seconds >= 0 &&
+                sub->long_polling_timeout.nanos >= 0) {
+                uint64_t want = (uint64_t)sub->long_polling_timeout.seconds * 1000u +
+                                (uint64_t)sub->long_polling_timeout.nanos / 1000000u;
+                poll = want < maxpoll ? want : maxpoll;
+            }
             sub->has_fifo = true;
-            sub->fifo = false;
+            sub->fifo = g->fifo;
             sub->has_receive_batch_size = true;
             sub->receive_batch_size = 32;
             sub->has_long_polling_timeout = true;
-            br_msg_duration(&sub->long_polling_timeout, 20000);
+            br_msg_duration(&sub->long_polling_timeout, poll);
         }
     }
     s->has_metric = true;
     pb_release(apache_rocketmq_v2_Metric_fields, &s->metric);
     memset(&s->metric, 0, sizeof(s->metric));
+}
+
+/* Answers a Settings command: s merged with the server's values. */
+static void br_msg_settings_reply(br_server_t *srv, rpc_call_t *call,
+                                  apache_rocketmq_v2_TelemetryCommand *cmd, const br_group_t *g)
+{
+    br_msg_merge_settings(srv, &cmd->command.settings, g);
+    /* The reply reuses the decoded command: its status is ours and
+     * carries no heap string, so the caller's pb_release stays correct. */
+    pb_release(apache_rocketmq_v2_Status_fields, &cmd->status);
+    cmd->has_status = true;
+    cmd->status.code = apache_rocketmq_v2_Code_OK;
+    cmd->status.message = NULL;
+    uint8_t *buf;
+    size_t blen;
+    if (br_pb_encode(apache_rocketmq_v2_TelemetryCommand_fields, cmd, &buf, &blen) == MQ_OK) {
+        rpc_call_write(call, buf, blen);
+        free(buf);
+    }
+}
+
+typedef struct br_msg_settings_job {
+    br_server_t *srv;
+    rpc_call_t *call;
+    uint8_t *msg;
+    size_t len;
+} br_msg_settings_job_t;
+
+/* A consumer's settings: its group's record (blocking on a cache miss)
+ * decides the retry policy and ordering. @locality srv->slow */
+static void br_msg_settings_task(void *arg)
+{
+    br_msg_settings_job_t *job = arg;
+    apache_rocketmq_v2_TelemetryCommand cmd = apache_rocketmq_v2_TelemetryCommand_init_zero;
+    if (br_pb_decode(apache_rocketmq_v2_TelemetryCommand_fields, job->msg, job->len, &cmd, NULL,
+                     0) == MQ_OK) {
+        apache_rocketmq_v2_Settings *s = &cmd.command.settings;
+        const char *name = "";
+        if (s->which_pub_sub == apache_rocketmq_v2_Settings_subscription_tag &&
+            s->pub_sub.subscription.has_group) {
+            name = br_pb_str(s->pub_sub.subscription.group.name);
+        }
+        br_group_t g;
+        if (br_group_name_valid(name)) {
+            mq_err_t err = job->srv->conf->autoCreateSubscriptionGroup
+                               ? br_groups_ensure(job->srv->groups, name, &g)
+                               : br_groups_get(job->srv->groups, name, &g);
+            if (err != MQ_OK) {
+                /* Receives will refuse the group; the client still needs
+                 * complete settings to start. */
+                br_group_default(name, &g);
+            }
+        } else {
+            br_group_default("", &g);
+        }
+        br_msg_settings_reply(job->srv, job->call, &cmd, &g);
+        pb_release(apache_rocketmq_v2_TelemetryCommand_fields, &cmd);
+    }
+    rpc_call_unref(job->call);
+    free(job->msg);
+    free(job);
 }
 
 static void br_msg_telemetry_on_message(rpc_call_t *call, const uint8_t *msg, size_t len, void *arg)
@@ -356,18 +438,20 @@ static void br_msg_telemetry_on_message(rpc_call_t *call, const uint8_t *msg, si
         apache_rocketmq_v2_Settings *s = &cmd.command.settings;
         MQ_LOG_DEBUG("client settings client=%s type=%d", client,
                      s->has_client_type ? (int)s->client_type : 0);
-        br_msg_merge_settings(srv, s);
-        /* The reply reuses the decoded command: its status is ours and
-         * carries no heap string, so pb_release below stays correct. */
-        pb_release(apache_rocketmq_v2_Status_fields, &cmd.status);
-        cmd.has_status = true;
-        cmd.status.code = apache_rocketmq_v2_Code_OK;
-        cmd.status.message = NULL;
-        uint8_t *buf;
-        size_t blen;
-        if (br_pb_encode(apache_rocketmq_v2_TelemetryCommand_fields, &cmd, &buf, &blen) == MQ_OK) {
-            rpc_call_write(call, buf, blen);
-            free(buf);
+        bool consumer =
+            s->has_client_type && (s->client_type == apache_rocketmq_v2_ClientType_PUSH_CONSUMER ||
+                                   s->client_type == apache_rocketmq_v2_ClientType_SIMPLE_CONSUMER);
+        if (consumer) {
+            br_msg_settings_job_t *job = mq_calloc(1, sizeof(*job));
+            job->srv = srv;
+            job->call = call;
+            job->msg = mq_malloc(len ? len : 1);
+            memcpy(job->msg, msg, len);
+            job->len = len;
+            rpc_call_ref(call);
+            mq_executor_submit(srv->slow, mq_mix64((uintptr_t)job), br_msg_settings_task, job);
+        } else {
+            br_msg_settings_reply(srv, call, &cmd, NULL);
         }
     }
     /* Thread stack traces and verify results need no answer. */
@@ -391,5 +475,5 @@ mq_err_t br_msg_register(br_server_t *srv)
             return err;
         }
     }
-    return MQ_OK;
+    return br_recv_register(srv);
 }

@@ -7,7 +7,9 @@
  * so a send never reaches a log that is not ready. br_queue_release takes it
  * out of the table, waits until no send holds a reference, then closes the
  * log (planned handover: the next owner finds the ledger closed) or just
- * frees it (lost: the next owner fences it anyway).
+ * frees it (lost: the next owner fences it anyway). The queue's consumer
+ * cursors (br_recv_cursor.c) go first, the same way: closed with a last
+ * snapshot, or just freed when the queue was lost.
  *
  * When a log reports it was fenced (another broker took the queue, e.g.
  * after our ZooKeeper session expired), the queue stops serving at once and
@@ -24,7 +26,7 @@
 #include "mq_log.h"
 #include "mq_util.h"
 
-static uint64_t br_queue_key(const char *topic, int queue)
+uint64_t br_queue_key(const char *topic, int queue)
 {
     uint64_t h = 1469598103934665603ull;
     for (const char *p = topic; *p; p++) {
@@ -95,11 +97,13 @@ mq_err_t br_queue_acquire(const char *topic, int queue, void *arg)
     mc.key = br_queue_key(topic, queue);
     mc.linger_us = (uint32_t)c->sendLingerMicros;
     mc.max_entry_bytes = (size_t)c->maxEntryBytes;
+    mc.max_inflight = (uint32_t)c->sendWindowEntries;
     mc.rollover_bytes = (uint64_t)c->ledgerRolloverSizeMB << 20;
     mc.rollover_entries = (uint64_t)c->ledgerRolloverEntries;
     mc.rollover_secs = (uint32_t)c->ledgerRolloverMinutes * 60u;
     mc.retention_hours = (uint32_t)c->fileReservedTime;
     mc.cache_bytes = (size_t)c->tailCacheSizeMB << 20;
+    mc.budget = &srv->tail_budget;
     mc.on_fenced = br_queue_on_fenced;
     mc.arg = fa;
 
@@ -118,10 +122,13 @@ mq_err_t br_queue_acquire(const char *topic, int queue, void *arg)
     q->serving = true;
     /* The fence argument lives as long as the log: freed in release. */
     q->fence_arg = fa;
+    br_recv_queue_open(srv, q);
     pthread_mutex_lock(&srv->qlock);
     q->next = srv->queues;
     srv->queues = q;
     pthread_mutex_unlock(&srv->qlock);
+    /* Receives waiting on the topic may now pop from this queue too. */
+    br_recv_notify(srv, topic);
     MQ_LOG_INFO("serving queue topic=%s queue=%d next_offset=%lld open_ms=%llu", topic, queue,
                 (long long)br_mlog_max_offset(ml), (unsigned long long)(mq_now_ms() - t0));
     return MQ_OK;
@@ -143,6 +150,9 @@ void br_queue_release(const char *topic, int queue, bool lost, void *arg)
         pthread_cond_wait(&srv->qcond, &srv->qlock);
     }
     pthread_mutex_unlock(&srv->qlock);
+    /* The consumer cursors first: a planned handover leaves each with a
+     * last snapshot, so the next owner redelivers nothing acknowledged. */
+    br_recv_queue_release(srv, q, lost || br_mlog_fenced(q->ml));
     if (!lost && !br_mlog_fenced(q->ml)) {
         mq_err_t err = br_mlog_close(q->ml);
         if (err != MQ_OK && err != MQ_EFENCED) {

@@ -1,7 +1,8 @@
 /*
  * br_server: the broker's lifecycle (see br_server.h). Start order: config
  * checks, ZooKeeper session, ledger client, executors, topic cache, gRPC
- * server with the messaging and admin services, cluster membership (which
+ * server with the messaging and admin services (and the consume side's
+ * state, br_recv*.c), cluster membership (which
  * starts handing us queues), then the admin HTTP endpoints (br_http.c,
  * when httpServerPort is set). Stop order is the reverse, so a planned stop
  * closes every owned queue's ledger before the ownership znodes go and the
@@ -115,24 +116,35 @@ static void br_srv_on_load(br_load_t *load, void *arg)
     getrusage(RUSAGE_SELF, &ru);
     double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    uint64_t mi = atomic_load(&srv->msgs_in), bi = atomic_load(&srv->bytes_in);
-    uint64_t mo = atomic_load(&srv->msgs_out), bo = atomic_load(&srv->bytes_out);
-    double dt = srv->last_load_ms ? (double)(now - srv->last_load_ms) / 1000.0 : 0;
+    struct br_load_sample cur = {
+        .ms = now,
+        .msgs_in = atomic_load(&srv->msgs_in),
+        .bytes_in = atomic_load(&srv->bytes_in),
+        .msgs_out = atomic_load(&srv->msgs_out),
+        .bytes_out = atomic_load(&srv->bytes_out),
+        .cpu_s = cpu_s,
+    };
     memset(load, 0, sizeof(*load));
-    if (dt > 0) {
-        load->msgs_in = (double)(mi - srv->last_msgs_in) / dt;
-        load->bytes_in = (double)(bi - srv->last_bytes_in) / dt;
-        load->msgs_out = (double)(mo - srv->last_msgs_out) / dt;
-        load->bytes_out = (double)(bo - srv->last_bytes_out) / dt;
-        load->cpu = (cpu_s - srv->last_cpu_s) / dt;
+    /* Rates over the span since the oldest sample kept (up to
+     * BR_LOAD_SAMPLES - 1 report intervals). */
+    if (srv->load_n > 0) {
+        const struct br_load_sample *old =
+            &srv->load_ring[(srv->load_head + BR_LOAD_SAMPLES - srv->load_n) % BR_LOAD_SAMPLES];
+        double dt = (double)(now - old->ms) / 1000.0;
+        if (dt > 0) {
+            load->msgs_in = (double)(cur.msgs_in - old->msgs_in) / dt;
+            load->bytes_in = (double)(cur.bytes_in - old->bytes_in) / dt;
+            load->msgs_out = (double)(cur.msgs_out - old->msgs_out) / dt;
+            load->bytes_out = (double)(cur.bytes_out - old->bytes_out) / dt;
+            load->cpu = (cur.cpu_s - old->cpu_s) / dt;
+        }
     }
     load->queues = br_queue_count(srv);
-    srv->last_load_ms = now;
-    srv->last_msgs_in = mi;
-    srv->last_bytes_in = bi;
-    srv->last_msgs_out = mo;
-    srv->last_bytes_out = bo;
-    srv->last_cpu_s = cpu_s;
+    srv->load_ring[srv->load_head] = cur;
+    srv->load_head = (srv->load_head + 1) % BR_LOAD_SAMPLES;
+    if (srv->load_n < BR_LOAD_SAMPLES - 1) {
+        srv->load_n++;
+    }
 }
 
 static void br_srv_retention(void *arg)
@@ -150,6 +162,7 @@ static void br_srv_retention(void *arg)
 
 static void br_srv_free(br_server_t *srv)
 {
+    br_recv_stop(srv);
     br_http_stop(srv);
     if (srv->cluster) {
         br_cluster_stop(srv->cluster);
@@ -175,6 +188,10 @@ static void br_srv_free(br_server_t *srv)
     if (srv->bookies) {
         meta_bookies_free(srv->bookies);
     }
+    br_recv_fini(srv);
+    if (srv->groups) {
+        br_groups_free(srv->groups);
+    }
     if (srv->topics) {
         br_topics_free(srv->topics);
     }
@@ -196,6 +213,8 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
 {
     br_server_t *srv = mq_calloc(1, sizeof(*srv));
     srv->conf = conf;
+    srv->tail_budget.limit = (size_t)conf->tailCacheSizeMB << 20;
+    srv->tail_budget.floor = 256u << 10;
     srv->root = conf->zkLedgersRootPath;
     pthread_mutex_init(&srv->qlock, NULL);
     pthread_cond_init(&srv->qcond, NULL);
@@ -234,6 +253,8 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
     srv->ex = mq_executor_new("queues", (unsigned)conf->workerThreads);
     srv->slow = mq_executor_new("slow", 2);
     if ((err = br_topics_new(srv->zk, srv->root, &srv->topics)) != MQ_OK ||
+        (err = br_groups_new(srv->zk, srv->root, &srv->groups)) != MQ_OK ||
+        (err = br_recv_init(srv)) != MQ_OK ||
         (err = meta_bookies_new(srv->zk, srv->root, NULL, NULL, &srv->bookies)) != MQ_OK ||
         (err = rpc_client_new(&srv->rpc_client)) != MQ_OK) {
         snprintf(errbuf, errlen, "cannot start: %s", mq_err_str(err));
@@ -276,6 +297,7 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
     cc.report_interval_ms = (uint32_t)conf->loadReportIntervalMs;
     cc.rebalance_interval_ms = (uint32_t)conf->rebalanceIntervalSec * 1000u;
     cc.overload_factor = conf->overloadFactor;
+    cc.shed_grace_ms = (uint32_t)(conf->loadBalancerSheddingGracePeriodMinutes * 60000.0);
     cc.on_acquire = br_queue_acquire;
     cc.on_release = br_queue_release;
     cc.on_load = br_srv_on_load;
@@ -330,6 +352,9 @@ int br_server_run(br_server_t *srv)
     if (atomic_load(&srv->sends) > 0) {
         MQ_LOG_WARN("sends still pending at shutdown count=%d", atomic_load(&srv->sends));
     }
+    /* Long polls end now (answered empty), and acks, dead-lettering and
+     * cursor loads in flight complete, while the queues still serve. */
+    br_recv_stop(srv);
     mq_executor_free(srv->slow);
     srv->slow = NULL;
     br_cluster_stop(srv->cluster);

@@ -1,7 +1,7 @@
 /*
  * br_server_int: the broker's shared state, for the files that make up the
  * server (br_server.c, br_queue.c, br_msg.c, br_send.c, br_admin.c,
- * br_http.c).
+ * br_http.c, and the consume side br_recv*.c).
  */
 #ifndef BR_SERVER_INT_H
 #define BR_SERVER_INT_H
@@ -13,6 +13,7 @@
 
 #include "br_cluster.h"
 #include "br_conf.h"
+#include "br_group.h"
 #include "br_mlog.h"
 #include "br_server.h"
 #include "br_topic.h"
@@ -24,6 +25,9 @@
 #include "rpc.h"
 #include "zk_client.h"
 
+/* Load reports kept for the rates (br_srv_on_load): 10 intervals. */
+#define BR_LOAD_SAMPLES 11
+
 /* An owned queue: its managed log while serving. Lookups take a reference;
  * release waits for them before freeing the log. */
 typedef struct br_queue {
@@ -34,6 +38,9 @@ typedef struct br_queue {
     bool serving;           /* in the table and accepting */
     uint64_t last_store_ms; /* wall ms of the last append (atomic access) */
     void *fence_arg;        /* the log's on_fenced argument, freed with it */
+    /* The consumer groups' cursors on this queue (br_recv_cursor.c). Only
+     * touched on the queue's executor key. */
+    struct br_qcons *cons;
     struct br_queue *next;
 } br_queue_t;
 
@@ -46,6 +53,7 @@ typedef struct br_peer {
 
 struct br_server {
     const br_conf_t *conf;
+    br_mlog_budget_t tail_budget; /* hot-tail cache of all owned queues */
     char id[BR_ID_MAX];
     char endpoint[BR_ENDPOINT_MAX];
     const char *root;
@@ -55,6 +63,8 @@ struct br_server {
     mq_executor_t *ex;   /* queue work: managed logs, sends */
     mq_executor_t *slow; /* blocking work: topic creation, admin reads, retention */
     br_topics_t *topics;
+    br_groups_t *groups;  /* consumer groups (the consume side) */
+    struct br_recv *recv; /* the consume side's shared state (br_recv*.c) */
     br_cluster_t *cluster;
     meta_bookies_t *bookies;
     rpc_server_t *rpc;
@@ -76,9 +86,15 @@ struct br_server {
     atomic_uint_fast64_t bytes_in;
     atomic_uint_fast64_t msgs_out;
     atomic_uint_fast64_t bytes_out;
-    uint64_t last_load_ms;
-    uint64_t last_msgs_in, last_bytes_in, last_msgs_out, last_bytes_out;
-    double last_cpu_s;
+    /* The counters at the last BR_LOAD_SAMPLES reports (a ring): rates
+     * are over the whole span, so reports taken a moment apart on two
+     * brokers compare (the leader sheds load on them). */
+    struct br_load_sample {
+        uint64_t ms;
+        uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+        double cpu_s;
+    } load_ring[BR_LOAD_SAMPLES];
+    unsigned load_n, load_head;
 
     mq_timer_t *retention_timer;
 
@@ -95,6 +111,8 @@ struct br_server {
 
 /* --- br_queue.c ---------------------------------------------------------------- */
 
+/* The executor key of a queue: its managed log, sends and cursors. */
+uint64_t br_queue_key(const char *topic, int queue);
 /* br_cluster callbacks: open / close a queue's managed log. */
 mq_err_t br_queue_acquire(const char *topic, int queue, void *arg);
 void br_queue_release(const char *topic, int queue, bool lost, void *arg);
@@ -125,6 +143,30 @@ rpc_channel_t *br_server_peer(br_server_t *srv, const char *endpoint);
 mq_err_t br_server_topic(br_server_t *srv, const char *name, bool create, br_topic_t *out);
 /* Waits (up to timeout_ms) until every queue of the topic has an owner. */
 void br_server_wait_owned(br_server_t *srv, const br_topic_t *t, uint32_t timeout_ms);
+
+/* --- br_recv*.c: the consume side ----------------------------------------------- */
+
+/* Creates srv->groups and the consume side's state (after srv->zk). */
+mq_err_t br_recv_init(br_server_t *srv);
+/* Registers ReceiveMessage, AckMessage, ChangeInvisibleDuration,
+ * ForwardMessageToDeadLetterQueue, QueryAssignment and the admin method
+ * ConsumerProgress (before the server starts). */
+mq_err_t br_recv_register(br_server_t *srv);
+/* An append to a queue of topic owned here was acknowledged: wakes the
+ * receives waiting on the topic. Any thread; cheap when nobody waits. */
+void br_recv_notify(br_server_t *srv, const char *topic);
+/* A queue starts serving here (before it enters the table). */
+void br_recv_queue_open(br_server_t *srv, br_queue_t *q);
+/* A queue left the table and nobody holds it: closes its cursors
+ * (planned: a last snapshot, then the cursor ledger closed) or frees them
+ * (lost), and wakes the topic's waiting receives. Blocking; not on srv->ex. */
+void br_recv_queue_release(br_server_t *srv, br_queue_t *q, bool lost);
+/* Shutdown, once the gRPC server is gone: finishes every long poll and
+ * waits for the consume side's work in flight (before the queues go, while
+ * srv->ex runs). Idempotent. */
+void br_recv_stop(br_server_t *srv);
+/* Frees what br_recv_init made (after the executors are gone). */
+void br_recv_fini(br_server_t *srv);
 
 /* --- br_http.c ------------------------------------------------------------------ */
 

@@ -7,6 +7,7 @@ add_library(brcluster STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/br_cluster_dir.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_cluster_hook.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_cluster_rec.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_reccache.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_leader.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_owner.c)
 target_include_directories(brcluster PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})

@@ -1,5 +1,5 @@
-# brserver: the broker server (messaging and admin services, owned queues,
-# admin HTTP, lifecycle) and the mqbroker binary.
+# brserver: the broker server (messaging and admin services, the consume
+# side, owned queues, admin HTTP, lifecycle) and the mqbroker binary.
 add_library(brserver STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/br_conf.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_pb.c
@@ -9,10 +9,15 @@ add_library(brserver STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/br_msg.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_send.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_admin.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_recv.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_recv_cursor.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_recv_ack.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_recv_dlq.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/br_recv_query.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_http.c
   ${CMAKE_CURRENT_SOURCE_DIR}/br_server.c)
 target_include_directories(brserver PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(brserver PUBLIC brcluster brmlog mqrpc mqproto mqledger mqmeta mqzk mqnet
+target_link_libraries(brserver PUBLIC brconsume brcluster brmlog mqrpc mqproto mqledger mqmeta mqzk mqnet
   mqcommon)
 mq_strict(brserver)
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mq_log.h"
 #include "mq_util.h"
 
 typedef struct mq_conf_ctx {
@@ -328,4 +329,96 @@ void mq_conf_split_free(char **items)
         free(*p);
     }
     free(items);
+}
+
+/* The logLevel key's value in conf, or NULL when keys have none. */
+static const char *mq_conf_log_level(const mq_conf_key_t *keys, size_t nkeys, const void *conf)
+{
+    for (size_t i = 0; i < nkeys; i++) {
+        if (keys[i].type == MQ_CONF_STR && strcmp(keys[i].name, "logLevel") == 0) {
+            return *(char *const *)((const char *)conf + keys[i].offset);
+        }
+    }
+    return NULL;
+}
+
+/* Parses argv into its parts; -1 to go on, else the exit status. */
+static int mq_conf_cli_args(const char *prog, const mq_conf_key_t *keys, size_t nkeys, int argc,
+                            char **argv, void (*usage)(FILE *out), const char *const *flags,
+                            bool *flag_on, const char **path, const char **sets, size_t *nsets,
+                            bool *print)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool known = false;
+        for (size_t f = 0; flags && flags[f]; f++) {
+            if (strcmp(a, flags[f]) == 0) {
+                flag_on[f] = true;
+                known = true;
+            }
+        }
+        if (known) {
+            continue;
+        }
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--conf") == 0) && i + 1 < argc) {
+            *path = argv[++i];
+        } else if (strcmp(a, "--set") == 0 && i + 1 < argc) {
+            sets[(*nsets)++] = argv[++i];
+        } else if (strcmp(a, "--print-config") == 0) {
+            *print = true;
+        } else if (strcmp(a, "--help-config") == 0) {
+            mq_conf_print_help(stdout, keys, nkeys);
+            return 0;
+        } else if (strcmp(a, "--help-config-markdown") == 0) {
+            mq_conf_print_markdown(stdout, keys, nkeys);
+            return 0;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown argument '%s'\n", prog, a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+int mq_conf_cli(const char *prog, const mq_conf_key_t *keys, size_t nkeys, void *conf, int argc,
+                char **argv, void (*usage)(FILE *out), const char *const *flags, bool *flag_on)
+{
+    const char *path = NULL;
+    const char **sets = mq_calloc((size_t)argc, sizeof(*sets));
+    size_t nsets = 0;
+    bool print = false;
+    int code = mq_conf_cli_args(prog, keys, nkeys, argc, argv, usage, flags, flag_on, &path, sets,
+                                &nsets, &print);
+    if (code >= 0) {
+        free(sets);
+        return code;
+    }
+    char err[1024];
+    mq_err_t rc = mq_conf_load(keys, nkeys, conf, path, sets, nsets, err, sizeof(err));
+    free(sets);
+    if (rc != MQ_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    }
+    const char *level = mq_conf_log_level(keys, nkeys, conf);
+    if (level) {
+        int lvl = mq_log_level_parse(level);
+        if (lvl < 0) {
+            fprintf(stderr, "%s: logLevel: unknown level '%s' (error, warn, info, debug)\n", prog,
+                    level);
+            mq_conf_fini(keys, nkeys, conf);
+            return 2;
+        }
+        mq_log_level = lvl;
+    }
+    if (print) {
+        mq_conf_print_values(stdout, keys, nkeys, conf);
+        mq_conf_fini(keys, nkeys, conf);
+        return 0;
+    }
+    return -1;
 }

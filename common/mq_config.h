@@ -75,6 +75,18 @@ void mq_conf_print_markdown(FILE *out, const mq_conf_key_t *keys, size_t nkeys);
 void mq_conf_print_values(FILE *out, const mq_conf_key_t *keys, size_t nkeys, const void *conf);
 
 /*
+ * A daemon's command line: -c/--conf FILE, --set key=value (repeatable),
+ * --print-config, --help-config, --help-config-markdown, -h/--help, plus
+ * the boolean flags named in flags (NULL-terminated; flag_on[i] is set when
+ * flags[i] is given). Loads the configuration into conf and applies its
+ * logLevel key to mq_log_level. Returns -1 when the daemon should go on
+ * (conf loaded: mq_conf_fini it), otherwise the exit status, after printing
+ * what was asked for or the error (prefixed with prog).
+ */
+int mq_conf_cli(const char *prog, const mq_conf_key_t *keys, size_t nkeys, void *conf, int argc,
+                char **argv, void (*usage)(FILE *out), const char *const *flags, bool *flag_on);
+
+/*
  * Splits a comma-separated list, trimming blanks and dropping empty items.
  * Returns a NULL-terminated array (free with mq_conf_split_free) and its
  * length in *count.

@@ -126,6 +126,15 @@ void mqa_close(mqa_t *a)
 bool mqa_call(mqa_t *a, const char *method, const pb_msgdesc_t *req_fields, const void *req,
               const pb_msgdesc_t *resp_fields, void *resp)
 {
+    rpc_status_t st;
+    return mqa_call_st(a, method, req_fields, req, resp_fields, resp, RPC_OK, &st);
+}
+
+bool mqa_call_st(mqa_t *a, const char *method, const pb_msgdesc_t *req_fields, const void *req,
+                 const pb_msgdesc_t *resp_fields, void *resp, rpc_status_t quiet,
+                 rpc_status_t *status)
+{
+    *status = RPC_UNKNOWN;
     if (!mqa_connect(a)) {
         return false;
     }
@@ -148,6 +157,11 @@ bool mqa_call(mqa_t *a, const char *method, const pb_msgdesc_t *req_fields, cons
     free(buf);
     if (err != MQ_OK) {
         mqa_fail(a, "%s: call to %s not started: %s", method, a->endpoint, mq_err_str(err));
+        return false;
+    }
+    *status = st;
+    if (st != RPC_OK && st == quiet) {
+        free(rbuf);
         return false;
     }
     if (st != RPC_OK) {

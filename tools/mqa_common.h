@@ -42,13 +42,16 @@ typedef struct mqa_cmd {
     const char *more; /* option details, may be NULL */
 } mqa_cmd_t;
 
-/* The subcommands (mqa_topic.c, mqa_cluster.c). */
+/* The subcommands (mqa_topic.c, mqa_cluster.c, mqa_group.c). */
 int mqa_update_topic(mqa_t *a, int argc, char **argv);
 int mqa_topic_list(mqa_t *a, int argc, char **argv);
 int mqa_topic_status(mqa_t *a, int argc, char **argv);
 int mqa_topic_route(mqa_t *a, int argc, char **argv);
 int mqa_read_messages(mqa_t *a, int argc, char **argv);
 int mqa_cluster_list(mqa_t *a, int argc, char **argv);
+/* Consumer groups (mqa_group.c). */
+int mqa_update_sub_group(mqa_t *a, int argc, char **argv);
+int mqa_consumer_progress(mqa_t *a, int argc, char **argv);
 
 /* The cluster's name from ClusterStatus into buf. False with an error
  * printed. */
@@ -86,6 +89,12 @@ void mqa_close(mqa_t *a);
  * printed ("mqadmin <cmd>: <method>: <STATUS>: <details>") on any failure. */
 bool mqa_call(mqa_t *a, const char *method, const pb_msgdesc_t *req_fields, const void *req,
               const pb_msgdesc_t *resp_fields, void *resp);
+/* As mqa_call, and *status is the call's gRPC status (RPC_UNKNOWN when
+ * none came back). A failure with status quiet prints nothing (RPC_OK: every
+ * failure prints). */
+bool mqa_call_st(mqa_t *a, const char *method, const pb_msgdesc_t *req_fields, const void *req,
+                 const pb_msgdesc_t *resp_fields, void *resp, rpc_status_t quiet,
+                 rpc_status_t *status);
 
 /* "2024-05-01 13:45:12,345" (local time, RocketMQ's format); "" for 0. */
 void mqa_time_str(uint64_t ms, char *buf, size_t cap);

@@ -6,7 +6,7 @@
  *   mqadmin [-n host:port] <command> [options]
  *
  * This file only parses the global options and dispatches; the commands
- * live in mqa_topic.c and mqa_cluster.c.
+ * live in mqa_topic.c, mqa_cluster.c and mqa_group.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +42,21 @@ const mqa_cmd_t mqa_cmds[] = {
      "  -q queueId     queue id\n"
      "  -o offset      first offset to read\n"
      "  -m max         at most this many messages, 1..1000 (default 32)\n"},
+    {"updateSubGroup", mqa_update_sub_group,
+     "-g group [-r retryMaxTimes] [-o true|false] [-p policyJson] [-c cluster]",
+     "Create a consumer group, or update an existing one (fields not given take the defaults).",
+     "  -g group       group name ([%|a-zA-Z0-9_-], 1..255 chars)\n"
+     "  -r n           retryMaxTimes, 1..1000 (default 16): redeliveries before %DLQ%<group>\n"
+     "  -o true|false  consumeMessageOrderly: a FIFO group (default false)\n"
+     "  -p json        groupRetryPolicy, EXPONENTIAL only, e.g.\n"
+     "                 '{\"type\":\"EXPONENTIAL\",\"exponentialRetryPolicy\":"
+     "{\"initial\":1000,\"max\":7200000,\"multiplier\":2}}'\n"
+     "                 (default initial 1000 ms, max 7200000 ms, multiplier 2)\n"
+     "  -c cluster     cluster name; checked against the broker's\n"},
+    {"consumerProgress", mqa_consumer_progress, "[-g group [-t topic]]",
+     "A group's progress per queue (offsets, in flight, diff); without -g, the groups.",
+     "  -g group       consumer group (without it: every group and its settings)\n"
+     "  -t topic       only this topic's queues\n"},
 };
 const size_t mqa_ncmds = sizeof(mqa_cmds) / sizeof(mqa_cmds[0]);
 

@@ -1,5 +1,7 @@
 /*
- * mqb_common: helpers shared by mqbench subcommands.
+ * mqb_common: helpers shared by mqbench subcommands; the RocketMQ benches
+ * (produce, consume) also share their signal handling, rpc start-up and
+ * waiting helpers here.
  */
 #include "mqb_common.h"
 
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mq_log.h"
 #include "mq_util.h"
 
 bool mqb_parse_size(const char *s, uint64_t *out)
@@ -180,4 +183,131 @@ void mqb_done_wait(mqb_done_t *d, const char *what)
     }
     d->done = false;
     pthread_mutex_unlock(&d->lock);
+}
+
+/* --- the RocketMQ benches (produce, consume) ------------------------------ */
+
+volatile sig_atomic_t mqb_interrupted;
+
+static void mqb_on_signal(int sig)
+{
+    MQ_UNUSED(sig);
+    mqb_interrupted = 1;
+}
+
+void mqb_signals_catch(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = mqb_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    mqb_interrupted = 0;
+}
+
+void mqb_signals_restore(void)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+void mqb_cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void mqb_deadline(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+void mqb_error_keep(pthread_mutex_t *mu, char *first, size_t cap, const char *fmt, va_list ap)
+{
+    pthread_mutex_lock(mu);
+    if (first[0] == '\0') {
+        vsnprintf(first, cap, fmt, ap);
+    }
+    pthread_mutex_unlock(mu);
+}
+
+bool mqb_rpc_open(const char *cmd, const mqc_eps_t *access, rpc_client_t **cl,
+                  rpc_channel_t **chans)
+{
+    if (rpc_client_new(cl) != MQ_OK) {
+        fprintf(stderr, "mqbench %s: cannot start the rpc client\n", cmd);
+        *cl = NULL;
+        return false;
+    }
+    for (size_t a = 0; a < access->n; a++) {
+        if (rpc_channel_new(*cl, access->ep[a], &chans[a]) != MQ_OK) {
+            fprintf(stderr, "mqbench %s: cannot open a channel to %s\n", cmd, access->ep[a]);
+            chans[a] = NULL;
+            return false;
+        }
+    }
+    return true;
+}
+
+bool mqb_route_query(rpc_channel_t *ch, const char *ep, const char *client_id, const uint8_t *req,
+                     size_t len, uint32_t timeout_ms, mqc_route_t *rt, bool *fatal, char *why,
+                     size_t why_cap)
+{
+    *fatal = false;
+    mqc_md_t md;
+    mqc_md_init(&md, client_id);
+    rpc_status_t st;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    char details[256] = "";
+    mq_err_t err = rpc_channel_unary_sync(ch, MQC_QUERY_ROUTE, md.md, md.n, req, len, timeout_ms,
+                                          &st, &resp, &rlen, details, sizeof(details));
+    bool ok = false;
+    if (err != MQ_OK) {
+        snprintf(why, why_cap, "%s: call not started: %s", ep, mq_err_str(err));
+    } else if (st != RPC_OK) {
+        snprintf(why, why_cap, "%s: gRPC %s: %s", ep, rpc_status_name(st), details);
+    } else {
+        int code;
+        char msg[160];
+        mqc_route_t got;
+        if (mqc_route_decode(resp, rlen, &code, msg, sizeof(msg), &got) != MQ_OK) {
+            snprintf(why, why_cap, "%s: undecodable QueryRouteResponse", ep);
+        } else if (code != apache_rocketmq_v2_Code_OK) {
+            snprintf(why, why_cap, "%s: %s (%d): %s", ep, mqc_code_name(code), code, msg);
+            /* A topic being created may appear; a bad request will not get
+             * better. */
+            *fatal = code != apache_rocketmq_v2_Code_TOPIC_NOT_FOUND && !mqc_code_retriable(code);
+        } else if (got.eps.n == 0) {
+            snprintf(why, why_cap, "%s: the route has no queue with a broker endpoint", ep);
+        } else {
+            *rt = got;
+            memset(&got, 0, sizeof(got));
+            ok = true;
+        }
+        mqc_route_fini(&got);
+    }
+    free(resp);
+    return ok;
+}
+
+void mqb_heartbeat_cb(rpc_status_t st, const char *details, const uint8_t *resp, size_t len,
+                      void *arg)
+{
+    MQ_UNUSED(resp);
+    MQ_UNUSED(len);
+    MQ_UNUSED(arg);
+    if (st != RPC_OK) {
+        MQ_LOG_DEBUG("heartbeat failed status=%s details=%s", rpc_status_name(st),
+                     details ? details : "");
+    }
 }

@@ -174,14 +174,6 @@ struct mqb_prun {
     mqb_done_t sync;
 };
 
-static volatile sig_atomic_t mqb_p_interrupted;
-
-static void mqb_p_on_signal(int sig)
-{
-    MQ_UNUSED(sig);
-    mqb_p_interrupted = 1;
-}
-
 static void mqb_p_usage(FILE *out)
 {
     fprintf(out,
@@ -216,14 +208,10 @@ static void mqb_p_error(mqb_prun_t *run, const char *fmt, ...)
 /* Keeps the first failure's description. Any thread. */
 static void mqb_p_error(mqb_prun_t *run, const char *fmt, ...)
 {
-    pthread_mutex_lock(&run->stats_mu);
-    if (run->first_error[0] == '\0') {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(run->first_error, sizeof(run->first_error), fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&run->stats_mu);
+    va_list ap;
+    va_start(ap, fmt);
+    mqb_error_keep(&run->stats_mu, run->first_error, sizeof(run->first_error), fmt, ap);
+    va_end(ap);
 }
 
 static void mqb_p_progress(double elapsed_s, void *arg)
@@ -276,7 +264,7 @@ static uint64_t mqb_p_backoff_ns(uint32_t attempt)
  * when a call could not be started. */
 static void mqb_p_failed(mqb_prun_t *run, mqb_preq_t *req, bool retriable, const char *what)
 {
-    if (retriable && req->attempt < run->conf.retries && !mqb_p_interrupted) {
+    if (retriable && req->attempt < run->conf.retries && !mqb_interrupted) {
         req->attempt++;
         atomic_fetch_add(&run->retried, 1);
         req->retry = true;
@@ -398,19 +386,6 @@ static const uint8_t *mqb_p_body(size_t i, const mqc_msg_t *m, void *arg)
     return run->scratch;
 }
 
-static void mqb_p_heartbeat_cb(rpc_status_t st, const char *details, const uint8_t *resp,
-                               size_t len, void *arg)
-{
-    /* Liveness only, as the official clients do: failures are logged. */
-    MQ_UNUSED(resp);
-    MQ_UNUSED(len);
-    MQ_UNUSED(arg);
-    if (st != RPC_OK) {
-        MQ_LOG_DEBUG("heartbeat failed status=%s details=%s", rpc_status_name(st),
-                     details ? details : "");
-    }
-}
-
 static void mqb_p_heartbeats(mqb_prun_t *run)
 {
     uint8_t *buf;
@@ -423,7 +398,7 @@ static void mqb_p_heartbeats(mqb_prun_t *run)
             mqc_md_t md;
             mqc_md_init(&md, run->prods[p].client_id);
             rpc_channel_unary(run->chans[e], MQC_HEARTBEAT, md.md, md.n, buf, len,
-                              run->conf.timeout_ms, mqb_p_heartbeat_cb, NULL);
+                              run->conf.timeout_ms, mqb_heartbeat_cb, NULL);
         }
     }
     free(buf);
@@ -626,10 +601,10 @@ static void *mqb_p_pacer(void *arg)
         uint64_t now = mq_now_ns();
         /* Open loop: every request due before the end is owed, even when
          * the pacer wakes after the end. */
-        if (sending && (mqb_p_interrupted || (c->max ? now >= end : next_sched >= end))) {
+        if (sending && (mqb_interrupted || (c->max ? now >= end : next_sched >= end))) {
             sending = false;
         }
-        if (mqb_p_interrupted) {
+        if (mqb_interrupted) {
             mqb_p_drop_backlogs(run, false);
         } else if (now >= drain_end) {
             mqb_p_drop_backlogs(run, true);
@@ -723,44 +698,15 @@ static bool mqb_p_route(mqb_prun_t *run)
     uint64_t deadline = mq_now_ms() + MQB_P_ROUTE_WAIT_MS;
     bool ok = false;
     bool fatal = false;
-    for (size_t attempt = 0; !ok && !mqb_p_interrupted; attempt++) {
+    for (size_t attempt = 0; !ok && !mqb_interrupted; attempt++) {
         size_t a = attempt % c->access.n;
-        mqc_md_t md;
-        mqc_md_init(&md, run->prods[0].client_id);
-        rpc_status_t st;
-        uint8_t *resp = NULL;
-        size_t rlen = 0;
-        char details[256] = "";
-        mq_err_t err =
-            rpc_channel_unary_sync(run->access[a], MQC_QUERY_ROUTE, md.md, md.n, req, len,
-                                   c->timeout_ms, &st, &resp, &rlen, details, sizeof(details));
-        if (err != MQ_OK) {
-            snprintf(last, sizeof(last), "%s: call not started: %s", c->access.ep[a],
-                     mq_err_str(err));
-        } else if (st != RPC_OK) {
-            snprintf(last, sizeof(last), "%s: gRPC %s: %s", c->access.ep[a], rpc_status_name(st),
-                     details);
-        } else {
-            int code;
-            char msg[160];
+        mqc_route_t rt;
+        if (mqb_route_query(run->access[a], c->access.ep[a], run->prods[0].client_id, req, len,
+                            c->timeout_ms, &rt, &fatal, last, sizeof(last))) {
             mqc_route_fini(&run->route);
-            if (mqc_route_decode(resp, rlen, &code, msg, sizeof(msg), &run->route) != MQ_OK) {
-                snprintf(last, sizeof(last), "%s: undecodable QueryRouteResponse", c->access.ep[a]);
-            } else if (code != apache_rocketmq_v2_Code_OK) {
-                snprintf(last, sizeof(last), "%s: %s (%d): %s", c->access.ep[a],
-                         mqc_code_name(code), code, msg);
-                /* A topic being created may appear; a bad request will not
-                 * get better. */
-                fatal =
-                    code != apache_rocketmq_v2_Code_TOPIC_NOT_FOUND && !mqc_code_retriable(code);
-            } else if (run->route.eps.n == 0) {
-                snprintf(last, sizeof(last), "%s: the route has no queue with a broker endpoint",
-                         c->access.ep[a]);
-            } else {
-                ok = true;
-            }
+            run->route = rt;
+            ok = true;
         }
-        free(resp);
         if (!ok) {
             if (fatal || mq_now_ms() >= deadline) {
                 break;
@@ -910,7 +856,7 @@ static bool mqb_p_telemetry(mqb_prun_t *run)
         if (!ok || waiting == 0) {
             break;
         }
-        if (mq_now_ms() >= deadline || mqb_p_interrupted) {
+        if (mq_now_ms() >= deadline || mqb_interrupted) {
             fprintf(stderr,
                     "mqbench produce: %zu Telemetry stream(s) got no settings in %d s "
                     "(--no-telemetry skips the handshake)\n",
@@ -919,12 +865,7 @@ static bool mqb_p_telemetry(mqb_prun_t *run)
             break;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        mqb_deadline(&ts, 100);
         pthread_cond_timedwait(&run->cond, &run->mu, &ts);
     }
     pthread_mutex_unlock(&run->mu);
@@ -977,8 +918,7 @@ static void mqb_p_goodbye(mqb_prun_t *run)
         free(buf);
     }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += 2;
+    mqb_deadline(&ts, 2000);
     pthread_mutex_lock(&run->mu);
     bool waiting = true;
     while (waiting) {
@@ -991,15 +931,6 @@ static void mqb_p_goodbye(mqb_prun_t *run)
         }
     }
     pthread_mutex_unlock(&run->mu);
-}
-
-static void mqb_p_cond_init_mono(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
 }
 
 /* Frees everything; rpc first, so that no callback runs afterwards. */
@@ -1224,10 +1155,10 @@ int mqb_produce_main(int argc, char **argv)
     mq_log_level = MQ_LOG_LVL_WARN;
 
     pthread_mutex_init(&run->ev_mu, NULL);
-    mqb_p_cond_init_mono(&run->ev_cond);
+    mqb_cond_init_mono(&run->ev_cond);
     pthread_mutex_init(&run->stats_mu, NULL);
     pthread_mutex_init(&run->mu, NULL);
-    mqb_p_cond_init_mono(&run->cond);
+    mqb_cond_init_mono(&run->cond);
     mqb_done_init(&run->sync, !c->quiet);
     mqb_done_set_printer(&run->sync, mqb_p_progress, run);
     mq_hist_init(&run->hist);
@@ -1244,29 +1175,11 @@ int mqb_produce_main(int argc, char **argv)
     run->groupbuf = mq_calloc(c->batch, sizeof(*run->groupbuf));
     run->access = mq_calloc(c->access.n, sizeof(*run->access));
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = mqb_p_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    mqb_p_interrupted = 0;
+    mqb_signals_catch();
 
     int code = 0;
-    if (rpc_client_new(&run->cl) != MQ_OK) {
-        fprintf(stderr, "mqbench produce: cannot start the rpc client\n");
-        run->cl = NULL;
-        code = 1;
-        goto out;
-    }
-    for (size_t a = 0; a < c->access.n; a++) {
-        if (rpc_channel_new(run->cl, c->access.ep[a], &run->access[a]) != MQ_OK) {
-            fprintf(stderr, "mqbench produce: cannot open a channel to %s\n", c->access.ep[a]);
-            run->access[a] = NULL;
-            code = 1;
-            goto out;
-        }
-    }
-    if (!mqb_p_route(run) || !mqb_p_channels(run)) {
+    if (!mqb_rpc_open(MQB_PCMD, &c->access, &run->cl, run->access) || !mqb_p_route(run) ||
+        !mqb_p_channels(run)) {
         code = 1;
         goto out;
     }
@@ -1324,8 +1237,7 @@ int mqb_produce_main(int argc, char **argv)
 out:
     mqc_vlog_close(run->vlog);
     mqb_p_teardown(run);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    mqb_signals_restore();
     free(run);
     return code;
 }

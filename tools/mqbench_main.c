@@ -6,6 +6,7 @@
  *   mqbench ledger ...   writes ledgers through the ledger client
  *   mqbench disk ...     raw group-commit fdatasync bandwidth of a directory
  *   mqbench produce ...  sends messages to brokers over RocketMQ 5's gRPC protocol
+ *   mqbench consume ...  receives and acknowledges them as simple consumers
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,8 @@ static void mqb_main_usage(FILE *out)
                  "  bookie   write entries to bookies directly; --verify reads them back\n"
                  "  ledger   write (E,Qw,Qa) ledgers through the ledger client; recover; show\n"
                  "  disk     measure group-commit fdatasync bandwidth of a directory\n"
-                 "  produce  send messages to brokers (RocketMQ 5 gRPC), open or closed loop\n\n"
+                 "  produce  send messages to brokers (RocketMQ 5 gRPC), open or closed loop\n"
+                 "  consume  receive and acknowledge messages as simple consumers; verify\n\n"
                  "mqbench <command> --help for its options\n");
 }
 
@@ -37,6 +39,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "produce") == 0) {
         return mqb_produce_main(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "consume") == 0) {
+        return mqb_consume_main(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "disk") == 0) {
         return mqb_disk_main(argc - 1, argv + 1);

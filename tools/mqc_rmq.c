@@ -21,9 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "mq_util.h"
 #include "rmq_service.pb.h"
@@ -906,6 +909,18 @@ mq_err_t mqc_telemetry_decode(const uint8_t *buf, size_t len, mqc_settings_reply
         if (s->has_backoff_policy) {
             out->max_attempts = s->backoff_policy.max_attempts;
         }
+        if (s->which_pub_sub == apache_rocketmq_v2_Settings_subscription_tag) {
+            const apache_rocketmq_v2_Subscription *sub = &s->pub_sub.subscription;
+            out->has_subscription = true;
+            out->fifo = sub->has_fifo && sub->fifo;
+            out->receive_batch_size = sub->has_receive_batch_size ? sub->receive_batch_size : 0;
+            if (sub->has_long_polling_timeout && sub->long_polling_timeout.seconds >= 0) {
+                out->poll_ms = (uint32_t)MQ_MIN(
+                    (uint64_t)sub->long_polling_timeout.seconds * 1000 +
+                        (uint64_t)MQ_MAX(sub->long_polling_timeout.nanos, 0) / 1000000,
+                    UINT32_MAX);
+            }
+        }
     }
     pb_release(apache_rocketmq_v2_TelemetryCommand_fields, &c);
     return MQ_OK;
@@ -939,5 +954,363 @@ mq_err_t mqc_status_decode(const uint8_t *buf, size_t len, int *code, char *msg,
         mqc_copy_str(msg, msg_cap, r.status.message);
     }
     pb_release(apache_rocketmq_v2_HeartbeatResponse_fields, &r);
+    return MQ_OK;
+}
+
+/* -------------------------------------------------------------- consume */
+
+static void mqc_duration_ms(apache_rocketmq_v2_Duration *d, uint64_t ms)
+{
+    d->seconds = (int64_t)(ms / 1000);
+    d->nanos = (int32_t)(ms % 1000 * 1000000);
+}
+
+static uint64_t mqc_ts_ms(const apache_rocketmq_v2_Timestamp *t)
+{
+    if (t->seconds < 0) {
+        return 0;
+    }
+    return (uint64_t)t->seconds * 1000 + (uint64_t)MQ_MAX(t->nanos, 0) / 1000000;
+}
+
+mq_err_t mqc_consumer_settings_encode(int client_type, const char *group, const char *topic,
+                                      const char *filter, const mqc_eps_t *access,
+                                      uint32_t timeout_ms, uint32_t poll_ms, uint8_t **out,
+                                      size_t *len)
+{
+    apache_rocketmq_v2_TelemetryCommand c = apache_rocketmq_v2_TelemetryCommand_init_zero;
+    c.which_command = apache_rocketmq_v2_TelemetryCommand_settings_tag;
+    apache_rocketmq_v2_Settings *s = &c.command.settings;
+    s->has_client_type = true;
+    s->client_type = (apache_rocketmq_v2_ClientType)client_type;
+    size_t n = access ? access->n : 0;
+    char(*hosts)[MQC_EP_MAX] = mq_calloc(n ? n : 1, sizeof(*hosts));
+    apache_rocketmq_v2_Address *addrs = mq_calloc(n ? n : 1, sizeof(*addrs));
+    if (n) {
+        s->has_access_point = true;
+        mqc_endpoints_fill(&s->access_point, access, hosts, addrs);
+    }
+    s->has_request_timeout = true;
+    mqc_duration_ms(&s->request_timeout, timeout_ms);
+    s->which_pub_sub = apache_rocketmq_v2_Settings_subscription_tag;
+    apache_rocketmq_v2_Subscription *sub = &s->pub_sub.subscription;
+    sub->has_group = group != NULL;
+    sub->group.name = (char *)group;
+    apache_rocketmq_v2_SubscriptionEntry entry = apache_rocketmq_v2_SubscriptionEntry_init_zero;
+    entry.has_topic = true;
+    entry.topic.name = (char *)topic;
+    entry.has_expression = true;
+    entry.expression.type = apache_rocketmq_v2_FilterType_TAG;
+    entry.expression.expression = (char *)(filter ? filter : "*");
+    sub->subscriptions_count = topic ? 1 : 0;
+    sub->subscriptions = topic ? &entry : NULL;
+    sub->has_long_polling_timeout = true;
+    mqc_duration_ms(&sub->long_polling_timeout, poll_ms);
+    s->has_user_agent = true;
+    s->user_agent.language = apache_rocketmq_v2_Language_CPP;
+    s->user_agent.version = MQC_CLIENT_VERSION;
+    s->user_agent.platform = "Linux (LedgerMQ mqc)";
+    s->user_agent.hostname = (char *)mqc_hostname();
+    mq_err_t err = mqc_pb_encode(apache_rocketmq_v2_TelemetryCommand_fields, &c, out, len);
+    free(addrs);
+    free(hosts);
+    return err;
+}
+
+mq_err_t mqc_heartbeat_group_encode(int client_type, const char *group, uint8_t **out, size_t *len)
+{
+    apache_rocketmq_v2_HeartbeatRequest r = apache_rocketmq_v2_HeartbeatRequest_init_zero;
+    r.has_group = group != NULL;
+    r.group.name = (char *)group;
+    r.client_type = (apache_rocketmq_v2_ClientType)client_type;
+    return mqc_pb_encode(apache_rocketmq_v2_HeartbeatRequest_fields, &r, out, len);
+}
+
+mq_err_t mqc_notify_group_encode(const char *group, uint8_t **out, size_t *len)
+{
+    apache_rocketmq_v2_NotifyClientTerminationRequest r =
+        apache_rocketmq_v2_NotifyClientTerminationRequest_init_zero;
+    r.has_group = group != NULL;
+    r.group.name = (char *)group;
+    return mqc_pb_encode(apache_rocketmq_v2_NotifyClientTerminationRequest_fields, &r, out, len);
+}
+
+mq_err_t mqc_recv_request_encode(const mqc_recv_req_t *q, uint8_t **out, size_t *len)
+{
+    apache_rocketmq_v2_ReceiveMessageRequest r = apache_rocketmq_v2_ReceiveMessageRequest_init_zero;
+    r.has_group = q->group != NULL;
+    r.group.name = (char *)q->group;
+    if (q->topic) {
+        r.has_message_queue = true;
+        r.message_queue.has_topic = true;
+        r.message_queue.topic.name = (char *)q->topic;
+        r.message_queue.id = q->queue_id;
+        r.message_queue.permission = apache_rocketmq_v2_Permission_READ_WRITE;
+        if (q->broker) {
+            r.message_queue.has_broker = true;
+            r.message_queue.broker.name = (char *)q->broker;
+        }
+    }
+    if (q->filter) {
+        r.has_filter_expression = true;
+        r.filter_expression.type = q->filter_type ? (apache_rocketmq_v2_FilterType)q->filter_type
+                                                  : apache_rocketmq_v2_FilterType_TAG;
+        r.filter_expression.expression = (char *)q->filter;
+    }
+    r.batch_size = q->batch;
+    if (q->invisible_ms >= 0) {
+        r.has_invisible_duration = true;
+        mqc_duration_ms(&r.invisible_duration, (uint64_t)q->invisible_ms);
+    }
+    if (q->poll_ms >= 0) {
+        r.has_long_polling_timeout = true;
+        mqc_duration_ms(&r.long_polling_timeout, (uint64_t)q->poll_ms);
+    }
+    r.auto_renew = q->auto_renew;
+    r.attempt_id = (char *)q->attempt_id;
+    return mqc_pb_encode(apache_rocketmq_v2_ReceiveMessageRequest_fields, &r, out, len);
+}
+
+void mqc_recv_frame_fini(mqc_recv_frame_t *f)
+{
+    if (f->kind == MQC_FRAME_MESSAGE) {
+        pb_release(apache_rocketmq_v2_Message_fields, &f->msg);
+    }
+    memset(f, 0, sizeof(*f));
+}
+
+/* Decodes the content field `tag` (bytes p, n) into f, replacing what an
+ * earlier content field put there (a oneof: the last one wins). */
+static mq_err_t mqc_recv_content(mqc_recv_frame_t *f, uint32_t tag, const uint8_t *p, size_t n)
+{
+    mqc_recv_frame_fini(f);
+    if (tag == 1) {
+        apache_rocketmq_v2_Status st = apache_rocketmq_v2_Status_init_zero;
+        if (mqc_pb_decode(apache_rocketmq_v2_Status_fields, p, n, &st) != MQ_OK) {
+            return MQ_EPROTO;
+        }
+        f->kind = MQC_FRAME_STATUS;
+        f->code = (int)st.code;
+        mqc_copy_str(f->message, sizeof(f->message), st.message);
+        pb_release(apache_rocketmq_v2_Status_fields, &st);
+        return MQ_OK;
+    }
+    if (tag == 2) {
+        if (mqc_message_decode(p, n, &f->msg, &f->body, &f->body_len) != MQ_OK) {
+            return MQ_EPROTO;
+        }
+        f->kind = MQC_FRAME_MESSAGE;
+        return MQ_OK;
+    }
+    apache_rocketmq_v2_Timestamp ts = apache_rocketmq_v2_Timestamp_init_zero;
+    if (mqc_pb_decode(apache_rocketmq_v2_Timestamp_fields, p, n, &ts) != MQ_OK) {
+        return MQ_EPROTO;
+    }
+    f->kind = MQC_FRAME_DELIVERY_TS;
+    f->delivery_ms = mqc_ts_ms(&ts);
+    return MQ_OK;
+}
+
+mq_err_t mqc_recv_frame_decode(const uint8_t *buf, size_t len, mqc_recv_frame_t *f)
+{
+    /* By hand rather than with the generated oneof: nanopb clears a oneof
+     * member before decoding it, which would drop the callback that takes
+     * the message body without a copy. */
+    memset(f, 0, sizeof(*f));
+    pb_istream_t is = pb_istream_from_buffer(buf, len);
+    while (is.bytes_left > 0) {
+        pb_wire_type_t wt;
+        uint32_t tag;
+        bool eof;
+        if (!pb_decode_tag(&is, &wt, &tag, &eof)) {
+            if (eof) {
+                break;
+            }
+            return MQ_EPROTO;
+        }
+        if (tag >= 1 && tag <= 3 && wt == PB_WT_STRING) {
+            uint32_t n;
+            if (!pb_decode_varint32(&is, &n) || n > is.bytes_left) {
+                return MQ_EPROTO;
+            }
+            const uint8_t *p = is.state;
+            if (!pb_read(&is, NULL, n) || mqc_recv_content(f, tag, p, n) != MQ_OK) {
+                return MQ_EPROTO;
+            }
+        } else if (!pb_skip_field(&is, wt)) {
+            return MQ_EPROTO;
+        }
+    }
+    return MQ_OK;
+}
+
+static const char *mqc_s(const char *s)
+{
+    return s ? s : "";
+}
+
+void mqc_delivery_view(const mqc_recv_frame_t *f, mqc_delivery_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    const apache_rocketmq_v2_Message *m = &f->msg;
+    const apache_rocketmq_v2_SystemProperties *sp = &m->system_properties;
+    d->m = m;
+    d->topic = mqc_s(m->has_topic ? m->topic.name : NULL);
+    d->message_id = mqc_s(sp->message_id);
+    d->receipt_handle = mqc_s(sp->receipt_handle);
+    d->tag = mqc_s(sp->tag);
+    d->group = mqc_s(sp->message_group);
+    d->digest = mqc_s(sp->has_body_digest ? sp->body_digest.checksum : NULL);
+    d->digest_type = sp->has_body_digest ? (int)sp->body_digest.type : 0;
+    d->dlq_topic = mqc_s(sp->has_dead_letter_queue ? sp->dead_letter_queue.topic : NULL);
+    d->dlq_message_id = mqc_s(sp->has_dead_letter_queue ? sp->dead_letter_queue.message_id : NULL);
+    d->queue_id = sp->queue_id;
+    d->queue_offset = sp->has_queue_offset ? sp->queue_offset : -1;
+    d->attempt = sp->has_delivery_attempt ? sp->delivery_attempt : 0;
+    d->born_ms = sp->has_born_timestamp ? mqc_ts_ms(&sp->born_timestamp) : 0;
+    d->store_ms = sp->has_store_timestamp ? mqc_ts_ms(&sp->store_timestamp) : 0;
+    d->body = f->body;
+    d->body_len = f->body_len;
+}
+
+const char *mqc_delivery_prop(const mqc_delivery_t *d, const char *key)
+{
+    for (pb_size_t i = 0; i < d->m->user_properties_count; i++) {
+        const apache_rocketmq_v2_Message_UserPropertiesEntry *e = &d->m->user_properties[i];
+        if (e->key && strcmp(e->key, key) == 0) {
+            return mqc_s(e->value);
+        }
+    }
+    return NULL;
+}
+
+/* Upper-case hex of a digest of data made with md; false if OpenSSL fails
+ * (out of memory). */
+static bool mqc_digest_hex(const EVP_MD *md, const uint8_t *data, size_t len, char *out, size_t cap)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (!EVP_Digest(len ? data : (const uint8_t *)"", len, d, &dlen, md, NULL) ||
+        cap < 2 * (size_t)dlen + 1) {
+        return false;
+    }
+    mqc_hex(out, d, dlen);
+    out[2 * dlen] = '\0';
+    return true;
+}
+
+void mqc_md5_hex(const uint8_t *data, size_t len, char out[33])
+{
+    if (!mqc_digest_hex(EVP_md5(), data, len, out, 33)) {
+        out[0] = '\0';
+    }
+}
+
+bool mqc_delivery_digest_ok(const mqc_delivery_t *d)
+{
+    char want[2 * EVP_MAX_MD_SIZE + 1];
+    const EVP_MD *md;
+    switch (d->digest_type) {
+    case apache_rocketmq_v2_DigestType_MD5:
+        md = EVP_md5();
+        break;
+    case apache_rocketmq_v2_DigestType_SHA1:
+        md = EVP_sha1();
+        break;
+    default:
+        return false;
+    }
+    return mqc_digest_hex(md, d->body, d->body_len, want, sizeof(want)) &&
+           strcasecmp(want, d->digest) == 0;
+}
+
+mq_err_t mqc_ack_encode(const char *group, const char *topic, const mqc_ack_entry_t *e, size_t n,
+                        uint8_t **out, size_t *len)
+{
+    if (n == 0 || n > UINT16_MAX) {
+        return MQ_EINVAL;
+    }
+    apache_rocketmq_v2_AckMessageRequest r = apache_rocketmq_v2_AckMessageRequest_init_zero;
+    r.has_group = group != NULL;
+    r.group.name = (char *)group;
+    r.has_topic = topic != NULL;
+    r.topic.name = (char *)topic;
+    apache_rocketmq_v2_AckMessageEntry *entries = mq_calloc(n, sizeof(*entries));
+    for (size_t i = 0; i < n; i++) {
+        entries[i].message_id = (char *)e[i].message_id;
+        entries[i].receipt_handle = (char *)e[i].receipt_handle;
+    }
+    r.entries_count = (pb_size_t)n;
+    r.entries = entries;
+    mq_err_t err = mqc_pb_encode(apache_rocketmq_v2_AckMessageRequest_fields, &r, out, len);
+    free(entries);
+    return err;
+}
+
+mq_err_t mqc_ack_response_decode(const uint8_t *buf, size_t len, mqc_ack_resp_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    apache_rocketmq_v2_AckMessageResponse r = apache_rocketmq_v2_AckMessageResponse_init_zero;
+    if (mqc_pb_decode(apache_rocketmq_v2_AckMessageResponse_fields, buf, len, &r) != MQ_OK) {
+        return MQ_EPROTO;
+    }
+    if (r.has_status) {
+        out->code = (int)r.status.code;
+        mqc_copy_str(out->message, sizeof(out->message), r.status.message);
+    }
+    out->entries = mq_calloc(r.entries_count ? r.entries_count : 1, sizeof(*out->entries));
+    out->n = r.entries_count;
+    for (pb_size_t i = 0; i < r.entries_count; i++) {
+        const apache_rocketmq_v2_AckMessageResultEntry *e = &r.entries[i];
+        out->entries[i].code = e->has_status ? (int)e->status.code : 0;
+        mqc_copy_str(out->entries[i].message_id, sizeof(out->entries[i].message_id), e->message_id);
+    }
+    pb_release(apache_rocketmq_v2_AckMessageResponse_fields, &r);
+    return MQ_OK;
+}
+
+void mqc_ack_resp_fini(mqc_ack_resp_t *r)
+{
+    free(r->entries);
+    r->entries = NULL;
+    r->n = 0;
+}
+
+mq_err_t mqc_change_encode(const char *group, const char *topic, const char *receipt_handle,
+                           const char *message_id, int64_t invisible_ms, uint8_t **out, size_t *len)
+{
+    apache_rocketmq_v2_ChangeInvisibleDurationRequest r =
+        apache_rocketmq_v2_ChangeInvisibleDurationRequest_init_zero;
+    r.has_group = group != NULL;
+    r.group.name = (char *)group;
+    r.has_topic = topic != NULL;
+    r.topic.name = (char *)topic;
+    r.receipt_handle = (char *)receipt_handle;
+    r.message_id = (char *)message_id;
+    if (invisible_ms >= 0) {
+        r.has_invisible_duration = true;
+        mqc_duration_ms(&r.invisible_duration, (uint64_t)invisible_ms);
+    }
+    return mqc_pb_encode(apache_rocketmq_v2_ChangeInvisibleDurationRequest_fields, &r, out, len);
+}
+
+mq_err_t mqc_change_response_decode(const uint8_t *buf, size_t len, int *code, char *msg,
+                                    size_t msg_cap, char *handle, size_t handle_cap)
+{
+    *code = 0;
+    mqc_copy_str(msg, msg_cap, "");
+    mqc_copy_str(handle, handle_cap, "");
+    apache_rocketmq_v2_ChangeInvisibleDurationResponse r =
+        apache_rocketmq_v2_ChangeInvisibleDurationResponse_init_zero;
+    if (mqc_pb_decode(apache_rocketmq_v2_ChangeInvisibleDurationResponse_fields, buf, len, &r) !=
+        MQ_OK) {
+        return MQ_EPROTO;
+    }
+    if (r.has_status) {
+        *code = (int)r.status.code;
+        mqc_copy_str(msg, msg_cap, r.status.message);
+    }
+    mqc_copy_str(handle, handle_cap, r.receipt_handle);
+    pb_release(apache_rocketmq_v2_ChangeInvisibleDurationResponse_fields, &r);
     return MQ_OK;
 }

@@ -7,9 +7,14 @@
  * never copied into a nanopb struct), Telemetry settings, Heartbeat,
  * NotifyClientTermination, and the table of RocketMQ status codes.
  *
- * Users: mqbench produce, mqadmin (decoding stored messages), unit tests,
- * and later the broker tests and mqbench consume. Nothing here does I/O:
- * callers send the encoded bytes with rpc_channel_* (rpc.h).
+ * The consume side: consumer Settings and Heartbeat, ReceiveMessage
+ * requests and the frames of its response stream (status, messages,
+ * delivery timestamp) with a flat view of a delivered message and its body
+ * digest check, AckMessage and ChangeInvisibleDuration.
+ *
+ * Users: mqbench produce and consume, mqadmin (decoding stored messages),
+ * unit and integration tests. Nothing here does I/O: callers send the
+ * encoded bytes with rpc_channel_* (rpc.h), or use mqc_recv.h's calls.
  *
  * Threads: every function is pure or works on caller's storage, except
  * mqc_msgid_next and mqc_md_init, which are thread-safe (atomic counters).
@@ -37,6 +42,9 @@
 #define MQC_HEARTBEAT MQC_SVC "Heartbeat"
 #define MQC_TELEMETRY MQC_SVC "Telemetry"
 #define MQC_NOTIFY_TERMINATION MQC_SVC "NotifyClientTermination"
+#define MQC_RECEIVE_MESSAGE MQC_SVC "ReceiveMessage"
+#define MQC_ACK_MESSAGE MQC_SVC "AckMessage"
+#define MQC_CHANGE_INVISIBLE MQC_SVC "ChangeInvisibleDuration"
 
 /* The largest request our rpc client sends (rpc_client.c's channel limit). */
 #define MQC_MAX_REQUEST_BYTES (16u * 1024 * 1024)
@@ -241,6 +249,11 @@ typedef struct mqc_settings_reply {
     bool has_settings;
     int32_t max_body_size;
     int32_t max_attempts;
+    /* Consumers' settings (subscription): */
+    bool has_subscription;
+    bool fifo;                  /* the group consumes in order */
+    int32_t receive_batch_size; /* 0 when absent */
+    uint32_t poll_ms;           /* long_polling_timeout; 0 when absent */
 } mqc_settings_reply_t;
 mq_err_t mqc_telemetry_decode(const uint8_t *buf, size_t len, mqc_settings_reply_t *out);
 /* HeartbeatRequest{client_type = PRODUCER}. */
@@ -250,6 +263,130 @@ mq_err_t mqc_notify_encode(uint8_t **out, size_t *len);
 /* The status code of any response that starts with `Status status = 1`
  * (Heartbeat, NotifyClientTermination, ...); 0 when absent. */
 mq_err_t mqc_status_decode(const uint8_t *buf, size_t len, int *code, char *msg, size_t msg_cap);
+
+/* -------------------------------------------------------------- consume */
+
+/* TelemetryCommand{settings} of a consumer (client_type SIMPLE_CONSUMER or
+ * PUSH_CONSUMER) of group reading topic with a TAG filter (NULL: "*"):
+ * access point, request timeout, user agent and subscription{group,
+ * [{topic, filter}], long_polling_timeout = poll_ms}. */
+mq_err_t mqc_consumer_settings_encode(int client_type, const char *group, const char *topic,
+                                      const char *filter, const mqc_eps_t *access,
+                                      uint32_t timeout_ms, uint32_t poll_ms, uint8_t **out,
+                                      size_t *len);
+/* HeartbeatRequest{group, client_type} (group NULL: none). */
+mq_err_t mqc_heartbeat_group_encode(int client_type, const char *group, uint8_t **out, size_t *len);
+/* NotifyClientTerminationRequest{group} (group NULL: none). */
+mq_err_t mqc_notify_group_encode(const char *group, uint8_t **out, size_t *len);
+
+/* A ReceiveMessageRequest. Optional fields are left out when negative or
+ * NULL, so that tests can send any combination. */
+typedef struct mqc_recv_req {
+    const char *group;    /* NULL: no group */
+    const char *topic;    /* message_queue.topic; NULL: no message_queue */
+    int32_t queue_id;     /* message_queue.id (-1 as push assignments) */
+    const char *broker;   /* message_queue.broker.name; NULL: no broker */
+    const char *filter;   /* filter_expression.expression; NULL: none */
+    int filter_type;      /* apache_rocketmq_v2_FilterType; 0: TAG */
+    int32_t batch;        /* batch_size */
+    int64_t invisible_ms; /* invisible_duration; < 0: not set */
+    int64_t poll_ms;      /* long_polling_timeout; < 0: not set */
+    bool auto_renew;
+    const char *attempt_id; /* NULL: none */
+} mqc_recv_req_t;
+
+mq_err_t mqc_recv_request_encode(const mqc_recv_req_t *r, uint8_t **out, size_t *len);
+
+/* One ReceiveMessageResponse frame: its oneof `content` is a status, a
+ * message or the delivery timestamp. */
+typedef enum mqc_frame_kind {
+    MQC_FRAME_NONE = 0, /* no content (a server bug; clients skip it) */
+    MQC_FRAME_STATUS = 1,
+    MQC_FRAME_MESSAGE = 2,
+    MQC_FRAME_DELIVERY_TS = 3,
+} mqc_frame_kind_t;
+
+typedef struct mqc_recv_frame {
+    mqc_frame_kind_t kind;
+    int code;          /* STATUS */
+    char message[160]; /* STATUS */
+    uint64_t delivery_ms;
+    apache_rocketmq_v2_Message msg; /* MESSAGE; released by mqc_recv_frame_fini */
+    const uint8_t *body;            /* MESSAGE: points into the decoded buffer */
+    size_t body_len;
+} mqc_recv_frame_t;
+
+/* Decodes one frame (the buffer must outlive the use of body). MQ_EPROTO
+ * when undecodable; f needs mqc_recv_frame_fini either way. */
+mq_err_t mqc_recv_frame_decode(const uint8_t *buf, size_t len, mqc_recv_frame_t *f);
+void mqc_recv_frame_fini(mqc_recv_frame_t *f);
+
+/* A delivered message's fields in one flat view, borrowed from its frame.
+ * Strings are "" when absent, times 0. */
+typedef struct mqc_delivery {
+    const char *topic;
+    const char *message_id;
+    const char *receipt_handle;
+    const char *tag;
+    const char *group;
+    const char *digest;         /* body_digest.checksum */
+    int digest_type;            /* apache_rocketmq_v2_DigestType */
+    const char *dlq_topic;      /* dead_letter_queue.topic */
+    const char *dlq_message_id; /* dead_letter_queue.message_id */
+    int32_t queue_id;
+    int64_t queue_offset; /* -1 when absent */
+    int32_t attempt;      /* delivery_attempt; 0 when absent */
+    uint64_t born_ms;
+    uint64_t store_ms;
+    const uint8_t *body;
+    size_t body_len;
+    const apache_rocketmq_v2_Message *m; /* keys, user properties */
+} mqc_delivery_t;
+
+void mqc_delivery_view(const mqc_recv_frame_t *f, mqc_delivery_t *d);
+/* The value of user property key, or NULL. */
+const char *mqc_delivery_prop(const mqc_delivery_t *d, const char *key);
+/* Upper-case hex MD5 of data (what body_digest carries), 32 digits and NUL. */
+void mqc_md5_hex(const uint8_t *data, size_t len, char out[33]);
+/* True when the body matches the digest (MD5 or SHA1, upper or lower hex;
+ * CRC32 in upper hex as Go checks it). False without a digest. */
+bool mqc_delivery_digest_ok(const mqc_delivery_t *d);
+
+typedef struct mqc_ack_entry {
+    const char *message_id;
+    const char *receipt_handle;
+} mqc_ack_entry_t;
+
+/* AckMessageRequest{group, topic, entries}. MQ_EINVAL for n == 0. */
+mq_err_t mqc_ack_encode(const char *group, const char *topic, const mqc_ack_entry_t *e, size_t n,
+                        uint8_t **out, size_t *len);
+
+typedef struct mqc_ack_result {
+    int code;
+    char message_id[64];
+} mqc_ack_result_t;
+
+typedef struct mqc_ack_resp {
+    int code; /* top-level status; 0 when absent */
+    char message[160];
+    mqc_ack_result_t *entries;
+    size_t n;
+} mqc_ack_resp_t;
+
+/* Decodes an AckMessageResponse (release with mqc_ack_resp_fini, also
+ * after a failure). MQ_EPROTO when undecodable. */
+mq_err_t mqc_ack_response_decode(const uint8_t *buf, size_t len, mqc_ack_resp_t *r);
+void mqc_ack_resp_fini(mqc_ack_resp_t *r);
+
+/* ChangeInvisibleDurationRequest{group, topic, receipt_handle,
+ * invisible_duration (< 0: not set), message_id}. */
+mq_err_t mqc_change_encode(const char *group, const char *topic, const char *receipt_handle,
+                           const char *message_id, int64_t invisible_ms, uint8_t **out,
+                           size_t *len);
+/* Decodes a ChangeInvisibleDurationResponse: status code (0 when absent),
+ * its text and the new receipt handle ("" when absent). */
+mq_err_t mqc_change_response_decode(const uint8_t *buf, size_t len, int *code, char *msg,
+                                    size_t msg_cap, char *handle, size_t handle_cap);
 
 /* ------------------------------------------------------------- nanopb */
 

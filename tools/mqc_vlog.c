@@ -183,3 +183,43 @@ mq_err_t mqc_vlog_close(mqc_vlog_t *vl)
     free(vl);
     return err;
 }
+
+mq_err_t mqc_vlog_read(const char *path, mqc_vlog_read_cb cb, void *arg, uint64_t *bad_line)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return mq_err_from_errno(errno);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    uint64_t no = 0;
+    mq_err_t err = MQ_OK;
+    for (;;) {
+        errno = 0;
+        ssize_t n = getline(&line, &cap, f);
+        if (n < 0) {
+            if (errno != 0) {
+                err = mq_err_from_errno(errno);
+            }
+            break;
+        }
+        no++;
+        if (line[0] == '\n' || line[0] == '\0' || (line[0] == '\r' && line[1] == '\n')) {
+            continue;
+        }
+        mqc_vrec_t rec;
+        if (!mqc_vrec_parse(line, &rec)) {
+            if (bad_line) {
+                *bad_line = no;
+            }
+            err = MQ_ECORRUPT;
+            break;
+        }
+        if (!cb(&rec, arg)) {
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return err;
+}

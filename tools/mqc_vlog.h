@@ -10,7 +10,8 @@
  *
  * The writer buffers 1 MiB and writes with write(2); it belongs to one
  * thread at a time (mqbench produce: the rpc client thread). Formatting and
- * parsing are pure.
+ * parsing are pure; the reader (mqbench consume) reads a whole log on the
+ * calling thread.
  */
 #ifndef MQC_VLOG_H
 #define MQC_VLOG_H
@@ -55,5 +56,13 @@ uint64_t mqc_vlog_lines(const mqc_vlog_t *vl);
 /* Writes what is buffered, closes and frees; the first error of the log's
  * life, or MQ_OK. NULL is a no-op. */
 mq_err_t mqc_vlog_close(mqc_vlog_t *vl);
+
+/* Called for each record of a log being read; return false to stop. */
+typedef bool (*mqc_vlog_read_cb)(const mqc_vrec_t *rec, void *arg);
+/* Reads the log at path, calling cb for each line in order (empty lines
+ * are skipped). MQ_OK (also when cb stopped), MQ_ECORRUPT on a malformed
+ * line (its number, from 1, into *bad_line, which may be NULL), or the
+ * errno of open/read as an mq_err_t. */
+mq_err_t mqc_vlog_read(const char *path, mqc_vlog_read_cb cb, void *arg, uint64_t *bad_line);
 
 #endif

@@ -234,6 +234,160 @@ int it_rmq_route(it_rmq_t *c, const char *topic, int *nqueues, char *ep0, size_t
     return code;
 }
 
+/* --- receive ----------------------------------------------------------------------- */
+
+typedef struct it_rmq_stream {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    it_rmq_recv_res_t *res;
+} it_rmq_stream_t;
+
+static void it_rmq_copy(char *out, size_t cap, const char *s)
+{
+    snprintf(out, cap, "%s", s ? s : "");
+}
+
+static void it_rmq_stream_msg(const uint8_t *msg, size_t len, void *arg)
+{
+    it_rmq_stream_t *st = arg;
+    it_rmq_recv_res_t *res = st->res;
+    /* A {message} frame is decoded by hand: nanopb clears the callbacks of
+     * a oneof member, so the body would be lost. */
+    pb_istream_t is = pb_istream_from_buffer(msg, len);
+    pb_wire_type_t wt;
+    uint32_t tag;
+    bool eof;
+    if (pb_decode_tag(&is, &wt, &tag, &eof) &&
+        tag == apache_rocketmq_v2_ReceiveMessageResponse_message_tag && wt == PB_WT_STRING) {
+        uint32_t mlen;
+        if (!pb_decode_varint32(&is, &mlen) || mlen != is.bytes_left) {
+            return;
+        }
+        br_pb_bytes_t body = {0};
+        apache_rocketmq_v2_Message m = apache_rocketmq_v2_Message_init_zero;
+        m.body.funcs.decode = br_pb_decode_bytes_ref;
+        m.body.arg = &body;
+        if (br_pb_decode(apache_rocketmq_v2_Message_fields, is.state, mlen, &m, NULL, 0) != MQ_OK) {
+            return;
+        }
+        apache_rocketmq_v2_SystemProperties *sp = &m.system_properties;
+        res->msgs = mq_realloc(res->msgs, (res->n + 1) * sizeof(*res->msgs));
+        it_rmq_rmsg_t *o = &res->msgs[res->n++];
+        memset(o, 0, sizeof(*o));
+        it_rmq_copy(o->topic, sizeof(o->topic), m.has_topic ? m.topic.name : NULL);
+        it_rmq_copy(o->message_id, sizeof(o->message_id), sp->message_id);
+        it_rmq_copy(o->handle, sizeof(o->handle), sp->receipt_handle);
+        it_rmq_copy(o->tag, sizeof(o->tag), sp->tag);
+        it_rmq_copy(o->md5, sizeof(o->md5), sp->has_body_digest ? sp->body_digest.checksum : NULL);
+        it_rmq_copy(o->dlq_topic, sizeof(o->dlq_topic),
+                    sp->has_dead_letter_queue ? sp->dead_letter_queue.topic : NULL);
+        o->queue = sp->queue_id;
+        o->offset = sp->queue_offset;
+        o->attempt = sp->delivery_attempt;
+        o->len = body.len;
+        o->body = mq_malloc(body.len ? body.len : 1);
+        if (body.len) {
+            memcpy(o->body, body.data, body.len);
+        }
+        pb_release(apache_rocketmq_v2_Message_fields, &m);
+        return;
+    }
+    apache_rocketmq_v2_ReceiveMessageResponse r =
+        apache_rocketmq_v2_ReceiveMessageResponse_init_zero;
+    if (br_pb_decode(apache_rocketmq_v2_ReceiveMessageResponse_fields, msg, len, &r, NULL, 0) !=
+        MQ_OK) {
+        return;
+    }
+    if (r.which_content == apache_rocketmq_v2_ReceiveMessageResponse_status_tag) {
+        res->code = (int)r.content.status.code;
+        res->status_frames++;
+    } else if (r.which_content ==
+               apache_rocketmq_v2_ReceiveMessageResponse_delivery_timestamp_tag) {
+        res->timestamp = true;
+    }
+    pb_release(apache_rocketmq_v2_ReceiveMessageResponse_fields, &r);
+}
+
+static void it_rmq_stream_end(rpc_status_t status, const char *details, void *arg)
+{
+    (void)details;
+    it_rmq_stream_t *st = arg;
+    pthread_mutex_lock(&st->mu);
+    st->res->grpc = (int)status;
+    st->done = true;
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void it_rmq_duration(apache_rocketmq_v2_Duration *d, int64_t ms)
+{
+    d->seconds = ms / 1000;
+    d->nanos = (int32_t)((ms % 1000) * 1000000);
+}
+
+int it_rmq_receive(it_rmq_t *c, const it_rmq_recv_req_t *rq, it_rmq_recv_res_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    apache_rocketmq_v2_ReceiveMessageRequest req =
+        apache_rocketmq_v2_ReceiveMessageRequest_init_zero;
+    req.has_group = true;
+    req.group.name = (char *)rq->group;
+    req.has_message_queue = true;
+    req.message_queue.has_topic = true;
+    req.message_queue.topic.name = (char *)rq->topic;
+    req.message_queue.id = rq->queue;
+    if (rq->filter_type) {
+        req.has_filter_expression = true;
+        req.filter_expression.type = (apache_rocketmq_v2_FilterType)rq->filter_type;
+        req.filter_expression.expression = (char *)rq->filter;
+    }
+    req.batch_size = rq->batch;
+    if (rq->invisible_ms >= 0) {
+        req.has_invisible_duration = true;
+        it_rmq_duration(&req.invisible_duration, rq->invisible_ms);
+    }
+    if (rq->poll_ms >= 0) {
+        req.has_long_polling_timeout = true;
+        it_rmq_duration(&req.long_polling_timeout, rq->poll_ms);
+    }
+    uint8_t *buf;
+    size_t len;
+    if (br_pb_encode(apache_rocketmq_v2_ReceiveMessageRequest_fields, &req, &buf, &len) != MQ_OK) {
+        return -RPC_INTERNAL;
+    }
+    it_rmq_stream_t st = {.res = res};
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cond, NULL);
+    rpc_md_t md[1] = {{"x-mq-client-id", rq->client_id ? rq->client_id : "it-client"}};
+    size_t nmd = rq->client_id && !*rq->client_id ? 0 : 1;
+    mq_err_t err =
+        rpc_channel_server_stream(c->ch, IT_RMQ_SVC "ReceiveMessage", md, nmd, buf, len,
+                                  rq->timeout_ms, it_rmq_stream_msg, it_rmq_stream_end, &st);
+    free(buf);
+    if (err != MQ_OK) {
+        res->grpc = RPC_UNAVAILABLE;
+    } else {
+        pthread_mutex_lock(&st.mu);
+        while (!st.done) {
+            pthread_cond_wait(&st.cond, &st.mu);
+        }
+        pthread_mutex_unlock(&st.mu);
+    }
+    pthread_mutex_destroy(&st.mu);
+    pthread_cond_destroy(&st.cond);
+    return res->grpc != RPC_OK ? -res->grpc : res->code;
+}
+
+void it_rmq_recv_res_fini(it_rmq_recv_res_t *res)
+{
+    for (size_t i = 0; i < res->n; i++) {
+        free(res->msgs[i].body);
+    }
+    free(res->msgs);
+    memset(res, 0, sizeof(*res));
+}
+
 /* --- load --------------------------------------------------------------------------- */
 
 static void it_rmq_body(uint64_t seq, uint8_t *out, size_t size)

@@ -1,7 +1,8 @@
 /*
  * it_rmq: a small RocketMQ v5 client for broker integration tests, on our
  * rpc wrapper and the nanopb messages: route queries, sends with any field
- * set or left out (to provoke each validation code), raw requests, a paced
+ * set or left out (to provoke each validation code), raw requests,
+ * receives (the ReceiveMessage stream, frame by frame), a paced
  * load generator that records every acknowledged message, and a checker
  * that finds each acknowledged message in its queue's log byte for byte.
  */
@@ -55,6 +56,52 @@ int it_rmq_raw(it_rmq_t *c, const char *method, const void *req, size_t len, con
 
 /* The queue a message group maps to (the broker's rule). */
 int it_rmq_group_queue(const char *group, int nqueues);
+
+/* --- receive ---------------------------------------------------------------------- */
+
+/* A ReceiveMessage request; negative durations are left out. */
+typedef struct it_rmq_recv_req {
+    const char *group;
+    const char *topic;
+    int queue;
+    int filter_type; /* 0: no filter expression */
+    const char *filter;
+    int batch;
+    int64_t invisible_ms;
+    int64_t poll_ms;
+    uint32_t timeout_ms;   /* the call's deadline */
+    const char *client_id; /* NULL: "it-client"; "": none */
+} it_rmq_recv_req_t;
+
+/* A received message. */
+typedef struct it_rmq_rmsg {
+    char topic[128];
+    char message_id[136];
+    char handle[136];
+    char tag[64];
+    char md5[40];
+    char dlq_topic[136]; /* dead_letter_queue.topic, "" when absent */
+    int queue;
+    int64_t offset;
+    int attempt;
+    uint8_t *body; /* malloc'd */
+    size_t len;
+} it_rmq_rmsg_t;
+
+/* The stream of one ReceiveMessage. */
+typedef struct it_rmq_recv_res {
+    int grpc;          /* gRPC status of the call */
+    int code;          /* code of the status frame (0: none) */
+    int status_frames; /* how many */
+    bool timestamp;    /* a delivery_timestamp frame came */
+    it_rmq_rmsg_t *msgs;
+    size_t n;
+} it_rmq_recv_res_t;
+
+/* ReceiveMessage (a server stream), blocking until it ends. Returns the
+ * status frame's code, or -grpc status when the call failed. */
+int it_rmq_receive(it_rmq_t *c, const it_rmq_recv_req_t *r, it_rmq_recv_res_t *res);
+void it_rmq_recv_res_fini(it_rmq_recv_res_t *res);
 
 /* --- load ----------------------------------------------------------------------- */
 

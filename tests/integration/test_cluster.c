@@ -38,6 +38,8 @@
 #define T_MAX 4
 #define T_SESSION_MS 2000
 #define T_WAIT_MS 15000
+/* How long a broker that shed load keeps its lowered count. */
+#define T_GRACE_MS 3000
 #define T_MAX_EVENTS 8192
 
 typedef enum t_kind { T_ACQ = 1, T_REL = 2, T_LOST = 3, T_FAIL = 4, T_GIVEUP = 5 } t_kind_t;
@@ -156,6 +158,7 @@ static mq_err_t t_start(int i)
     conf.id = b->id;
     conf.endpoint = b->endpoint;
     conf.report_interval_ms = 200;
+    conf.shed_grace_ms = T_GRACE_MS;
     conf.rebalance_interval_ms = 1000;
     conf.workers = 2;
     conf.on_acquire = t_on_acquire;
@@ -549,12 +552,15 @@ static void test_overload(void)
     CU_ASSERT_TRUE(mq_test_wait(t_shed, &hot, T_WAIT_MS));
     CU_ASSERT_EQUAL(t_count(1) + t_count(2), 11);
     t_check_clean();
-    /* Back to even load: balanced again. */
+    /* Back to even load: the counts stay put for the grace period (reports
+     * come every 200 ms, rebalances follow them), then even out again. */
+    uint64_t even_at = mq_now_ms();
     for (int b = 0; b < 3; b++) {
         atomic_store(&t_b[b].load, 0);
     }
     t_expect_t e = {{4, 4, 4, 0}, true};
     CU_ASSERT_TRUE(mq_test_wait(t_settled, &e, T_WAIT_MS));
+    CU_ASSERT(mq_now_ms() - even_at >= T_GRACE_MS - 1000);
     t_check_clean();
     T_CASE_END();
 }

@@ -52,6 +52,7 @@ static void t_brokers(br_assign_broker_t *bs, size_t n)
     for (size_t i = 0; i < n; i++) {
         bs[i].id = t_ids[i];
         bs[i].load = 0;
+        bs[i].hold = 0;
     }
 }
 
@@ -180,7 +181,7 @@ static void test_dead_broker_spreads(void)
     br_assign_compute(bs, 3, qs, n, NULL);
     t_settle(qs, n);
     /* Broker b01 dies: the list shrinks to b00, b02 (indexes 0, 1). */
-    br_assign_broker_t live[2] = {{t_ids[0], 0}, {t_ids[2], 0}};
+    br_assign_broker_t live[2] = {{.id = t_ids[0]}, {.id = t_ids[2]}};
     int before[T_MAX_Q];
     for (size_t i = 0; i < n; i++) {
         before[i] = qs[i].current;
@@ -236,6 +237,31 @@ static void test_overload_sheds(void)
     /* It keeps one queue however hot it stays. */
     t_settle(qs, n);
     CU_ASSERT_EQUAL(br_assign_compute(bs, 3, qs, n, &p), 0);
+    CU_ASSERT_TRUE(bs[0].overloaded && !bs[1].overloaded && !bs[2].overloaded);
+    CU_ASSERT_EQUAL(bs[0].target, 1);
+    CU_ASSERT_EQUAL(bs[1].target + bs[2].target, 11);
+
+    /* Its load falls once the queues are gone. Held (the grace period), it
+     * keeps its target and nothing moves back; without the hold the counts
+     * even out again. */
+    bs[0].load = 2000;
+    bs[0].hold = 1;
+    CU_ASSERT_EQUAL(br_assign_compute(bs, 3, qs, n, &p), 0);
+    CU_ASSERT_FALSE(bs[0].overloaded);
+    CU_ASSERT_EQUAL(bs[0].target, 1);
+    /* A hold never raises a target: hot again, it stays at what the load
+     * says (1), not at the hold (3). */
+    bs[0].load = 20000;
+    bs[0].hold = 3;
+    CU_ASSERT_EQUAL(br_assign_compute(bs, 3, qs, n, &p), 0);
+    CU_ASSERT_EQUAL(bs[0].target, 1);
+    /* Holds on every broker are dropped (somebody must take the rest):
+     * even counts again. */
+    bs[0].load = 2000;
+    bs[0].hold = bs[1].hold = bs[2].hold = 1;
+    CU_ASSERT_EQUAL(br_assign_compute(bs, 3, qs, n, &p), 3);
+    t_counts(qs, n, 3, count);
+    CU_ASSERT_TRUE(count[0] == 4 && count[1] == 4 && count[2] == 4);
 
     /* Below the floor nobody sheds, however uneven. */
     n = t_queues(qs, 3, 4);

@@ -4,8 +4,10 @@
  * encode/decode through nanopb (16 messages with every field, a 4 MiB body,
  * the request size limit, the body callback called once per message), the
  * route and send-result decoders on responses built like the broker's,
- * Telemetry settings both ways, the RocketMQ code table, and the verify
- * log's line format and writer.
+ * Telemetry settings both ways, the RocketMQ code table, the verify log's
+ * line format, writer and reader, and the consume side: consumer settings,
+ * ReceiveMessage requests, response frames (a delivered message built as
+ * the broker builds it) and streams, AckMessage and ChangeInvisibleDuration.
  */
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -13,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <unistd.h>
 
 #include "mq_crc32c.h"
 #include "mq_test.h"
 #include "mq_util.h"
+#include "mqc_recv.h"
 #include "mqc_rmq.h"
 #include "mqc_vlog.h"
 #include "rmq_service.pb.h"
@@ -742,6 +746,439 @@ static void test_vlog_file(void)
     CU_ASSERT_EQUAL(mqc_vlog_close(NULL), MQ_OK);
 }
 
+/* ------------------------------------------------------------- consume */
+
+static void test_consumer_settings(void)
+{
+    mqc_eps_t access;
+    char why[100];
+    CU_ASSERT_EQUAL_FATAL(mqc_eps_parse("127.0.0.1:8081", &access, why, sizeof(why)), MQ_OK);
+    uint8_t *buf;
+    size_t len;
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_consumer_settings_encode(apache_rocketmq_v2_ClientType_SIMPLE_CONSUMER, "g1", "orders",
+                                     "a||b", &access, 3000, 20000, &buf, &len),
+        MQ_OK);
+    apache_rocketmq_v2_TelemetryCommand c = apache_rocketmq_v2_TelemetryCommand_init_zero;
+    CU_ASSERT_EQUAL_FATAL(mqc_pb_decode(apache_rocketmq_v2_TelemetryCommand_fields, buf, len, &c),
+                          MQ_OK);
+    free(buf);
+    apache_rocketmq_v2_Settings *s = &c.command.settings;
+    CU_ASSERT_EQUAL(s->client_type, apache_rocketmq_v2_ClientType_SIMPLE_CONSUMER);
+    CU_ASSERT_EQUAL(s->access_point.scheme, apache_rocketmq_v2_AddressScheme_IPv4);
+    CU_ASSERT_EQUAL_FATAL(s->which_pub_sub, apache_rocketmq_v2_Settings_subscription_tag);
+    apache_rocketmq_v2_Subscription *sub = &s->pub_sub.subscription;
+    CU_ASSERT(sub->has_group);
+    CU_ASSERT_STRING_EQUAL(sub->group.name, "g1");
+    CU_ASSERT_EQUAL_FATAL(sub->subscriptions_count, 1);
+    CU_ASSERT_STRING_EQUAL(sub->subscriptions[0].topic.name, "orders");
+    CU_ASSERT_EQUAL(sub->subscriptions[0].expression.type, apache_rocketmq_v2_FilterType_TAG);
+    CU_ASSERT_STRING_EQUAL(sub->subscriptions[0].expression.expression, "a||b");
+    CU_ASSERT(sub->has_long_polling_timeout && sub->long_polling_timeout.seconds == 20);
+
+    /* The server's answer for a FIFO group. */
+    c.has_status = true;
+    c.status.code = apache_rocketmq_v2_Code_OK;
+    sub->has_fifo = true;
+    sub->fifo = true;
+    sub->has_receive_batch_size = true;
+    sub->receive_batch_size = 32;
+    sub->long_polling_timeout.seconds = 5;
+    sub->long_polling_timeout.nanos = 500000000;
+    s->has_backoff_policy = true;
+    s->backoff_policy.max_attempts = 17;
+    CU_ASSERT_EQUAL_FATAL(mqc_pb_encode(apache_rocketmq_v2_TelemetryCommand_fields, &c, &buf, &len),
+                          MQ_OK);
+    pb_release(apache_rocketmq_v2_TelemetryCommand_fields, &c);
+    mqc_settings_reply_t r;
+    CU_ASSERT_EQUAL(mqc_telemetry_decode(buf, len, &r), MQ_OK);
+    free(buf);
+    CU_ASSERT(r.has_settings && r.has_subscription && r.fifo);
+    CU_ASSERT_EQUAL(r.receive_batch_size, 32);
+    CU_ASSERT_EQUAL(r.poll_ms, 5500);
+    CU_ASSERT_EQUAL(r.max_attempts, 17);
+
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_heartbeat_group_encode(apache_rocketmq_v2_ClientType_PUSH_CONSUMER, "g1", &buf, &len),
+        MQ_OK);
+    apache_rocketmq_v2_HeartbeatRequest hb = apache_rocketmq_v2_HeartbeatRequest_init_zero;
+    CU_ASSERT_EQUAL(mqc_pb_decode(apache_rocketmq_v2_HeartbeatRequest_fields, buf, len, &hb),
+                    MQ_OK);
+    free(buf);
+    CU_ASSERT(hb.has_group && strcmp(hb.group.name, "g1") == 0);
+    CU_ASSERT_EQUAL(hb.client_type, apache_rocketmq_v2_ClientType_PUSH_CONSUMER);
+    pb_release(apache_rocketmq_v2_HeartbeatRequest_fields, &hb);
+    CU_ASSERT_EQUAL_FATAL(mqc_notify_group_encode("g1", &buf, &len), MQ_OK);
+    apache_rocketmq_v2_NotifyClientTerminationRequest nt =
+        apache_rocketmq_v2_NotifyClientTerminationRequest_init_zero;
+    CU_ASSERT_EQUAL(
+        mqc_pb_decode(apache_rocketmq_v2_NotifyClientTerminationRequest_fields, buf, len, &nt),
+        MQ_OK);
+    free(buf);
+    CU_ASSERT(nt.has_group && strcmp(nt.group.name, "g1") == 0);
+    pb_release(apache_rocketmq_v2_NotifyClientTerminationRequest_fields, &nt);
+}
+
+static void test_recv_request(void)
+{
+    mqc_recv_req_t q = {.group = "g",
+                        .topic = "t",
+                        .queue_id = -1,
+                        .broker = "broker-1",
+                        .filter = "tagA",
+                        .batch = 16,
+                        .invisible_ms = 15500,
+                        .poll_ms = 20000,
+                        .auto_renew = true,
+                        .attempt_id = "a-1"};
+    uint8_t *buf;
+    size_t len;
+    CU_ASSERT_EQUAL_FATAL(mqc_recv_request_encode(&q, &buf, &len), MQ_OK);
+    apache_rocketmq_v2_ReceiveMessageRequest r = apache_rocketmq_v2_ReceiveMessageRequest_init_zero;
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_pb_decode(apache_rocketmq_v2_ReceiveMessageRequest_fields, buf, len, &r), MQ_OK);
+    free(buf);
+    CU_ASSERT(r.has_group && strcmp(r.group.name, "g") == 0);
+    CU_ASSERT(r.has_message_queue && strcmp(r.message_queue.topic.name, "t") == 0);
+    CU_ASSERT_EQUAL(r.message_queue.id, -1);
+    CU_ASSERT(r.message_queue.has_broker && strcmp(r.message_queue.broker.name, "broker-1") == 0);
+    CU_ASSERT(r.has_filter_expression && strcmp(r.filter_expression.expression, "tagA") == 0);
+    CU_ASSERT_EQUAL(r.filter_expression.type, apache_rocketmq_v2_FilterType_TAG);
+    CU_ASSERT_EQUAL(r.batch_size, 16);
+    CU_ASSERT(r.has_invisible_duration && r.invisible_duration.seconds == 15 &&
+              r.invisible_duration.nanos == 500000000);
+    CU_ASSERT(r.has_long_polling_timeout && r.long_polling_timeout.seconds == 20);
+    CU_ASSERT(r.auto_renew);
+    CU_ASSERT_STRING_EQUAL(r.attempt_id, "a-1");
+    pb_release(apache_rocketmq_v2_ReceiveMessageRequest_fields, &r);
+
+    /* Optional fields left out, as Go's simple consumer leaves the polling time. */
+    mqc_recv_req_t bare = {
+        .group = "g", .topic = "t", .batch = 1, .invisible_ms = -1, .poll_ms = -1};
+    CU_ASSERT_EQUAL_FATAL(mqc_recv_request_encode(&bare, &buf, &len), MQ_OK);
+    apache_rocketmq_v2_ReceiveMessageRequest b = apache_rocketmq_v2_ReceiveMessageRequest_init_zero;
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_pb_decode(apache_rocketmq_v2_ReceiveMessageRequest_fields, buf, len, &b), MQ_OK);
+    free(buf);
+    CU_ASSERT_FALSE(b.has_invisible_duration);
+    CU_ASSERT_FALSE(b.has_long_polling_timeout);
+    CU_ASSERT_FALSE(b.has_filter_expression);
+    CU_ASSERT_FALSE(b.message_queue.has_broker);
+    CU_ASSERT_PTR_NULL(b.attempt_id);
+    pb_release(apache_rocketmq_v2_ReceiveMessageRequest_fields, &b);
+}
+
+/* Appends field `field` (length-delimited) holding data to out. */
+static size_t put_field(uint8_t *out, uint32_t field, const uint8_t *data, size_t len)
+{
+    pb_ostream_t os = pb_ostream_from_buffer(out, len + 16);
+    pb_encode_tag(&os, PB_WT_STRING, field);
+    pb_encode_string(&os, data, len);
+    return os.bytes_written;
+}
+
+/* A delivered message as the broker builds it: the stored Message bytes
+ * (a producer's encoding) followed by a second Message with the server's
+ * fields; returned as a ReceiveMessageResponse{message} frame. */
+static uint8_t *message_frame(const char *body, size_t *frame_len)
+{
+    mqc_prop_t props[1] = {{"k", "v"}};
+    mqc_msg_t m = {.topic = "t",
+                   .message_id = "01ID",
+                   .tag = "tagA",
+                   .key = "key1",
+                   .born_host = "h",
+                   .born_ms = 1700000000123ull,
+                   .props = props,
+                   .nprops = 1,
+                   .body = (const uint8_t *)body,
+                   .len = strlen(body)};
+    uint8_t *req;
+    size_t rlen;
+    CU_ASSERT_FATAL(mqc_send_encode(&m, 1, NULL, NULL, &req, &rlen) == MQ_OK);
+    /* SendMessageRequest{messages = 1: Message}: skip the tag and length. */
+    pb_istream_t is = pb_istream_from_buffer(req, rlen);
+    pb_wire_type_t wt;
+    uint32_t tag;
+    bool eof;
+    uint32_t mlen;
+    CU_ASSERT_FATAL(pb_decode_tag(&is, &wt, &tag, &eof) && pb_decode_varint32(&is, &mlen));
+    const uint8_t *stored = is.state;
+
+    apache_rocketmq_v2_Message o = apache_rocketmq_v2_Message_init_zero;
+    o.has_system_properties = true;
+    apache_rocketmq_v2_SystemProperties *sp = &o.system_properties;
+    sp->receipt_handle = "L1.handle";
+    sp->queue_id = 3;
+    sp->has_queue_offset = true;
+    sp->queue_offset = 42;
+    sp->has_delivery_attempt = true;
+    sp->delivery_attempt = 2;
+    sp->has_store_timestamp = true;
+    sp->store_timestamp.seconds = 1700000001;
+    sp->store_timestamp.nanos = 5000000;
+    sp->has_body_digest = true;
+    sp->body_digest.type = apache_rocketmq_v2_DigestType_MD5;
+    char md5[33];
+    mqc_md5_hex((const uint8_t *)body, strlen(body), md5);
+    sp->body_digest.checksum = md5;
+    sp->has_dead_letter_queue = true;
+    sp->dead_letter_queue.topic = "orig";
+    sp->dead_letter_queue.message_id = "01ID";
+    uint8_t *over;
+    size_t olen;
+    CU_ASSERT_FATAL(mqc_pb_encode(apache_rocketmq_v2_Message_fields, &o, &over, &olen) == MQ_OK);
+    uint8_t *msg = mq_malloc(mlen + olen);
+    memcpy(msg, stored, mlen);
+    memcpy(msg + mlen, over, olen);
+    uint8_t *frame = mq_malloc(mlen + olen + 16);
+    *frame_len = put_field(frame, 2, msg, mlen + olen);
+    free(msg);
+    free(over);
+    free(req);
+    return frame;
+}
+
+static uint8_t *status_frame(int code, size_t *len)
+{
+    apache_rocketmq_v2_ReceiveMessageResponse r =
+        apache_rocketmq_v2_ReceiveMessageResponse_init_zero;
+    r.which_content = apache_rocketmq_v2_ReceiveMessageResponse_status_tag;
+    r.content.status.code = (apache_rocketmq_v2_Code)code;
+    r.content.status.message = "msg";
+    uint8_t *buf;
+    CU_ASSERT_FATAL(
+        mqc_pb_encode(apache_rocketmq_v2_ReceiveMessageResponse_fields, &r, &buf, len) == MQ_OK);
+    return buf;
+}
+
+static uint8_t *ts_frame(size_t *len)
+{
+    apache_rocketmq_v2_ReceiveMessageResponse r =
+        apache_rocketmq_v2_ReceiveMessageResponse_init_zero;
+    r.which_content = apache_rocketmq_v2_ReceiveMessageResponse_delivery_timestamp_tag;
+    r.content.delivery_timestamp.seconds = 1700000002;
+    r.content.delivery_timestamp.nanos = 7000000;
+    uint8_t *buf;
+    CU_ASSERT_FATAL(
+        mqc_pb_encode(apache_rocketmq_v2_ReceiveMessageResponse_fields, &r, &buf, len) == MQ_OK);
+    return buf;
+}
+
+static void test_recv_frames(void)
+{
+    char md5[33];
+    mqc_md5_hex((const uint8_t *)"", 0, md5);
+    CU_ASSERT_STRING_EQUAL(md5, "D41D8CD98F00B204E9800998ECF8427E");
+    mqc_md5_hex((const uint8_t *)"abc", 3, md5);
+    CU_ASSERT_STRING_EQUAL(md5, "900150983CD24FB0D6963F7D28E17F72");
+
+    size_t len;
+    uint8_t *buf = message_frame("hello body", &len);
+    mqc_recv_frame_t f;
+    CU_ASSERT_EQUAL_FATAL(mqc_recv_frame_decode(buf, len, &f), MQ_OK);
+    CU_ASSERT_EQUAL_FATAL(f.kind, MQC_FRAME_MESSAGE);
+    mqc_delivery_t d;
+    mqc_delivery_view(&f, &d);
+    CU_ASSERT_STRING_EQUAL(d.topic, "t");
+    CU_ASSERT_STRING_EQUAL(d.message_id, "01ID");
+    CU_ASSERT_STRING_EQUAL(d.tag, "tagA");
+    CU_ASSERT_STRING_EQUAL(d.group, "");
+    CU_ASSERT_STRING_EQUAL(d.receipt_handle, "L1.handle");
+    CU_ASSERT_EQUAL(d.queue_id, 3);
+    CU_ASSERT_EQUAL(d.queue_offset, 42);
+    CU_ASSERT_EQUAL(d.attempt, 2);
+    CU_ASSERT_EQUAL(d.born_ms, 1700000000123ull);
+    CU_ASSERT_EQUAL(d.store_ms, 1700000001005ull);
+    CU_ASSERT_STRING_EQUAL(d.dlq_topic, "orig");
+    CU_ASSERT_STRING_EQUAL(d.dlq_message_id, "01ID");
+    CU_ASSERT(d.body_len == 10 && memcmp(d.body, "hello body", 10) == 0);
+    CU_ASSERT_EQUAL_FATAL(d.m->system_properties.keys_count, 1);
+    CU_ASSERT_STRING_EQUAL(d.m->system_properties.keys[0], "key1");
+    CU_ASSERT_STRING_EQUAL(mqc_delivery_prop(&d, "k"), "v");
+    CU_ASSERT_PTR_NULL(mqc_delivery_prop(&d, "nope"));
+    CU_ASSERT(mqc_delivery_digest_ok(&d));
+    /* A body that does not match its digest. */
+    d.body_len--;
+    CU_ASSERT_FALSE(mqc_delivery_digest_ok(&d));
+    mqc_recv_frame_fini(&f);
+
+    /* A stream as a client sees it: status, messages, timestamp. */
+    mqc_recv_result_t r;
+    mqc_recv_result_init(&r);
+    size_t slen, tlen;
+    uint8_t *st = status_frame(apache_rocketmq_v2_Code_OK, &slen);
+    uint8_t *ts = ts_frame(&tlen);
+    mqc_recv_result_add(&r, st, slen);
+    mqc_recv_result_add(&r, buf, len);
+    mqc_recv_result_add(&r, buf, len);
+    mqc_recv_result_add(&r, ts, tlen);
+    r.grpc = RPC_OK;
+    CU_ASSERT_EQUAL(mqc_recv_result_code(&r), apache_rocketmq_v2_Code_OK);
+    CU_ASSERT_EQUAL(r.n, 2);
+    CU_ASSERT_EQUAL(r.nframes, 4);
+    CU_ASSERT_EQUAL(r.bad_frames, 0);
+    CU_ASSERT(r.has_delivery_ts && r.delivery_ms == 1700000002007ull);
+    CU_ASSERT_STRING_EQUAL(r.msgs[1]->d.message_id, "01ID");
+    CU_ASSERT_STRING_EQUAL(r.message, "msg");
+    mqc_recv_result_fini(&r);
+    free(st);
+
+    /* Nothing found; a stream without a status; a failed call. */
+    mqc_recv_result_init(&r);
+    st = status_frame(apache_rocketmq_v2_Code_MESSAGE_NOT_FOUND, &slen);
+    mqc_recv_result_add(&r, ts, tlen);
+    mqc_recv_result_add(&r, st, slen);
+    r.grpc = RPC_OK;
+    CU_ASSERT_EQUAL(mqc_recv_result_code(&r), apache_rocketmq_v2_Code_MESSAGE_NOT_FOUND);
+    mqc_recv_result_fini(&r);
+    mqc_recv_result_init(&r);
+    mqc_recv_result_add(&r, buf, len);
+    r.grpc = RPC_OK;
+    CU_ASSERT_EQUAL(mqc_recv_result_code(&r), 0);
+    CU_ASSERT_EQUAL(r.n, 1);
+    r.grpc = RPC_UNAVAILABLE;
+    CU_ASSERT_EQUAL(mqc_recv_result_code(&r), -(int)RPC_UNAVAILABLE);
+    /* Undecodable and empty frames are counted, not kept. */
+    static const uint8_t junk[] = {0x12, 0x7f, 0x01};
+    mqc_recv_result_add(&r, junk, sizeof(junk));
+    mqc_recv_result_add(&r, junk, 0);
+    CU_ASSERT_EQUAL(r.bad_frames, 2);
+    CU_ASSERT_EQUAL(r.n, 1);
+    mqc_recv_result_fini(&r);
+    CU_ASSERT_EQUAL(mqc_recv_frame_decode(junk, sizeof(junk), &f), MQ_EPROTO);
+    mqc_recv_frame_fini(&f);
+    free(st);
+    free(ts);
+    free(buf);
+}
+
+static void test_ack_change(void)
+{
+    mqc_ack_entry_t e[2] = {{"id1", "h1"}, {"id2", "h2"}};
+    uint8_t *buf;
+    size_t len;
+    CU_ASSERT_EQUAL(mqc_ack_encode("g", "t", e, 0, &buf, &len), MQ_EINVAL);
+    CU_ASSERT_EQUAL_FATAL(mqc_ack_encode("g", "t", e, 2, &buf, &len), MQ_OK);
+    apache_rocketmq_v2_AckMessageRequest a = apache_rocketmq_v2_AckMessageRequest_init_zero;
+    CU_ASSERT_EQUAL_FATAL(mqc_pb_decode(apache_rocketmq_v2_AckMessageRequest_fields, buf, len, &a),
+                          MQ_OK);
+    free(buf);
+    CU_ASSERT(a.has_group && strcmp(a.group.name, "g") == 0);
+    CU_ASSERT(a.has_topic && strcmp(a.topic.name, "t") == 0);
+    CU_ASSERT_EQUAL_FATAL(a.entries_count, 2);
+    CU_ASSERT_STRING_EQUAL(a.entries[1].message_id, "id2");
+    CU_ASSERT_STRING_EQUAL(a.entries[1].receipt_handle, "h2");
+    pb_release(apache_rocketmq_v2_AckMessageRequest_fields, &a);
+
+    apache_rocketmq_v2_AckMessageResultEntry re[2] = {
+        {"id1", "h1", true, {apache_rocketmq_v2_Code_OK, NULL}},
+        {"id2", "h2", true, {apache_rocketmq_v2_Code_INVALID_RECEIPT_HANDLE, "bad"}},
+    };
+    apache_rocketmq_v2_AckMessageResponse ar = apache_rocketmq_v2_AckMessageResponse_init_zero;
+    ar.has_status = true;
+    ar.status.code = apache_rocketmq_v2_Code_MULTIPLE_RESULTS;
+    ar.entries_count = 2;
+    ar.entries = re;
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_pb_encode(apache_rocketmq_v2_AckMessageResponse_fields, &ar, &buf, &len), MQ_OK);
+    mqc_ack_resp_t r;
+    CU_ASSERT_EQUAL(mqc_ack_response_decode(buf, len, &r), MQ_OK);
+    free(buf);
+    CU_ASSERT_EQUAL(r.code, apache_rocketmq_v2_Code_MULTIPLE_RESULTS);
+    CU_ASSERT_EQUAL_FATAL(r.n, 2);
+    CU_ASSERT_EQUAL(r.entries[0].code, apache_rocketmq_v2_Code_OK);
+    CU_ASSERT_EQUAL(r.entries[1].code, apache_rocketmq_v2_Code_INVALID_RECEIPT_HANDLE);
+    CU_ASSERT_STRING_EQUAL(r.entries[1].message_id, "id2");
+    mqc_ack_resp_fini(&r);
+    static const uint8_t junk[] = {0x0a, 0x7f};
+    CU_ASSERT_EQUAL(mqc_ack_response_decode(junk, sizeof(junk), &r), MQ_EPROTO);
+    mqc_ack_resp_fini(&r);
+
+    CU_ASSERT_EQUAL_FATAL(mqc_change_encode("g", "t", "h1", "id1", 0, &buf, &len), MQ_OK);
+    apache_rocketmq_v2_ChangeInvisibleDurationRequest c =
+        apache_rocketmq_v2_ChangeInvisibleDurationRequest_init_zero;
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_pb_decode(apache_rocketmq_v2_ChangeInvisibleDurationRequest_fields, buf, len, &c),
+        MQ_OK);
+    free(buf);
+    CU_ASSERT_STRING_EQUAL(c.receipt_handle, "h1");
+    CU_ASSERT_STRING_EQUAL(c.message_id, "id1");
+    /* A zero duration is sent (Node's nacks): the field is present. */
+    CU_ASSERT(c.has_invisible_duration && c.invisible_duration.seconds == 0);
+    pb_release(apache_rocketmq_v2_ChangeInvisibleDurationRequest_fields, &c);
+
+    apache_rocketmq_v2_ChangeInvisibleDurationResponse cr =
+        apache_rocketmq_v2_ChangeInvisibleDurationResponse_init_zero;
+    cr.has_status = true;
+    cr.status.code = apache_rocketmq_v2_Code_OK;
+    cr.receipt_handle = "h1-new";
+    CU_ASSERT_EQUAL_FATAL(
+        mqc_pb_encode(apache_rocketmq_v2_ChangeInvisibleDurationResponse_fields, &cr, &buf, &len),
+        MQ_OK);
+    int code;
+    char msg[32], handle[32];
+    CU_ASSERT_EQUAL(
+        mqc_change_response_decode(buf, len, &code, msg, sizeof(msg), handle, sizeof(handle)),
+        MQ_OK);
+    free(buf);
+    CU_ASSERT_EQUAL(code, apache_rocketmq_v2_Code_OK);
+    CU_ASSERT_STRING_EQUAL(handle, "h1-new");
+}
+
+typedef struct vread {
+    size_t n;
+    size_t bad;
+} vread_t;
+
+static bool vread_cb(const mqc_vrec_t *rec, void *arg)
+{
+    vread_t *v = arg;
+    char id[64];
+    snprintf(id, sizeof(id), "01%032zX", v->n);
+    if (rec->seq != v->n || rec->offset != (int64_t)v->n * 2 || strcmp(rec->message_id, id) != 0 ||
+        (v->n % 2 ? strcmp(rec->group, "g1") != 0 : rec->group[0] != '\0')) {
+        v->bad++;
+    }
+    v->n++;
+    return true;
+}
+
+static void test_vlog_read(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/read.log", mq_test_tmpdir("mqc-vread"));
+    mqc_vlog_t *vl;
+    CU_ASSERT_EQUAL_FATAL(mqc_vlog_open(path, &vl), MQ_OK);
+    mqc_vrec_t r;
+    memset(&r, 0, sizeof(r));
+    for (size_t i = 0; i < 1000; i++) {
+        r.seq = i;
+        r.offset = (int64_t)i * 2;
+        snprintf(r.message_id, sizeof(r.message_id), "01%032zX", i);
+        snprintf(r.group, sizeof(r.group), "%s", i % 2 ? "g1" : "");
+        mqc_vlog_add(vl, &r);
+    }
+    CU_ASSERT_EQUAL_FATAL(mqc_vlog_close(vl), MQ_OK);
+    vread_t v = {0, 0};
+    uint64_t bad_line = 0;
+    CU_ASSERT_EQUAL(mqc_vlog_read(path, vread_cb, &v, &bad_line), MQ_OK);
+    CU_ASSERT_EQUAL(v.n, 1000);
+    CU_ASSERT_EQUAL(v.bad, 0);
+
+    FILE *f = fopen(path, "a");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("\nnot a record\n", f);
+    fclose(f);
+    v = (vread_t){0, 0};
+    CU_ASSERT_EQUAL(mqc_vlog_read(path, vread_cb, &v, &bad_line), MQ_ECORRUPT);
+    CU_ASSERT_EQUAL(bad_line, 1002);
+    CU_ASSERT_EQUAL(v.n, 1000);
+    CU_ASSERT_NOT_EQUAL(mqc_vlog_read("/nonexistent-dir/x.log", vread_cb, &v, NULL), MQ_OK);
+    unlink(path);
+    rmdir(dirname(path));
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -758,6 +1195,11 @@ int main(void)
         {"RocketMQ code table", test_codes},
         {"verify log line format", test_vlog_format},
         {"verify log writer", test_vlog_file},
+        {"consumer Settings, heartbeat, goodbye", test_consumer_settings},
+        {"ReceiveMessageRequest encode", test_recv_request},
+        {"ReceiveMessage frames and streams", test_recv_frames},
+        {"AckMessage and ChangeInvisibleDuration", test_ack_change},
+        {"verify log reader", test_vlog_read},
         CU_TEST_INFO_NULL,
     };
     return mq_test_run("mqc", tests, NULL, NULL);
