@@ -3,7 +3,9 @@
  * on the broker's gRPC port: topics (create/update, list, describe with
  * each queue's owner, offsets and ledgers), the cluster's status (brokers,
  * leader, bookies) and reading stored messages. Any broker answers; all of
- * it comes from ZooKeeper and the ledgers. Errors are gRPC statuses.
+ * it comes from ZooKeeper and the ledgers (a queue's owner reads it through
+ * its log, which also has the newest entry, not yet confirmed to readers
+ * from outside). Errors are gRPC statuses.
  *
  * Threads: every call is decoded on the gRPC thread and handled on the slow
  * executor (it blocks on ZooKeeper and bookies).
@@ -380,6 +382,71 @@ static void br_admin_cluster(br_server_t *srv, rpc_call_t *call, const uint8_t *
     free(bs);
 }
 
+/* One br_mlog_read of an owned queue, waited for. */
+typedef struct br_admin_oread {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    mq_err_t err;
+    br_mlog_msg_t *msgs; /* appended to, data copied */
+    size_t n, max;
+} br_admin_oread_t;
+
+/* @thread the log's */
+static void br_admin_oread_cb(mq_err_t err, const br_mlog_msg_t *msgs, size_t count, void *arg)
+{
+    br_admin_oread_t *o = arg;
+    pthread_mutex_lock(&o->mu);
+    o->err = err;
+    for (size_t i = 0; err == MQ_OK && i < count && o->n < o->max; i++) {
+        uint8_t *copy = mq_malloc(msgs[i].len ? msgs[i].len : 1);
+        memcpy(copy, msgs[i].data, msgs[i].len);
+        o->msgs[o->n++] = (br_mlog_msg_t){msgs[i].offset, copy, msgs[i].len};
+    }
+    o->done = true;
+    pthread_cond_signal(&o->cond);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Reads an owned queue through its log, which knows every acknowledged
+ * message: a reader from outside sees an open ledger only up to what the
+ * bookies know is confirmed, one entry behind the writer. Blocking. */
+static mq_err_t br_admin_read_owned(br_queue_t *q, int64_t offset, size_t max, br_mlog_msg_t **msgs,
+                                    size_t *count)
+{
+    br_admin_oread_t o = {.msgs = mq_malloc(MQ_MAX(max, (size_t)1) * sizeof(*o.msgs)), .max = max};
+    pthread_mutex_init(&o.mu, NULL);
+    pthread_cond_init(&o.cond, NULL);
+    mq_err_t err = MQ_OK;
+    while (err == MQ_OK && o.n < max) {
+        size_t before = o.n;
+        int64_t at = before ? o.msgs[before - 1].offset + 1 : offset;
+        o.done = false;
+        err = br_mlog_read(q->ml, at, max - before, br_admin_oread_cb, &o);
+        if (err != MQ_OK) {
+            break;
+        }
+        pthread_mutex_lock(&o.mu);
+        while (!o.done) {
+            pthread_cond_wait(&o.cond, &o.mu);
+        }
+        err = o.err;
+        pthread_mutex_unlock(&o.mu);
+        if (o.n == before) {
+            break; /* the end */
+        }
+    }
+    pthread_mutex_destroy(&o.mu);
+    pthread_cond_destroy(&o.cond);
+    if (err != MQ_OK) {
+        br_mlog_msgs_free(o.msgs, o.n);
+        return err;
+    }
+    *msgs = o.msgs;
+    *count = o.n;
+    return MQ_OK;
+}
+
 static void br_admin_read(br_server_t *srv, rpc_call_t *call, const uint8_t *req, size_t len)
 {
     ledgermq_admin_v1_ReadMessagesRequest r = ledgermq_admin_v1_ReadMessagesRequest_init_zero;
@@ -403,8 +470,15 @@ static void br_admin_read(br_server_t *srv, rpc_call_t *call, const uint8_t *req
     }
     br_mlog_msg_t *msgs = NULL;
     size_t n = 0;
-    mq_err_t err =
-        br_mlog_read_detached(srv->lc, srv->root, topic, queue, offset, (size_t)max, &msgs, &n);
+    mq_err_t err;
+    br_queue_t *q = br_queue_get(srv, topic, queue);
+    if (q) {
+        err = br_admin_read_owned(q, offset, (size_t)max, &msgs, &n);
+        br_queue_put(srv, q);
+    } else {
+        err =
+            br_mlog_read_detached(srv->lc, srv->root, topic, queue, offset, (size_t)max, &msgs, &n);
+    }
     if (err != MQ_OK) {
         rpc_call_finish(call, br_admin_status(err), mq_err_str(err));
         return;

@@ -569,6 +569,32 @@ static size_t br_cursor_pick_due(br_cursor_t *c, uint64_t now_ms, br_cursor_pick
     return n;
 }
 
+/* Takes offset next into the window (*offset). A pending DONE offset
+ * becomes DONE there (NULL is returned): the window is not empty when pick
+ * calls this (advance jumps over a pending range at an empty window's
+ * next), so it takes a slot until the watermark reaches it. Otherwise the
+ * slot, UNSEEN, with its pending attempts. */
+static br_cursor_slot_t *br_cursor_grow(br_cursor_t *c, int64_t *offset)
+{
+    br_cursor_ring_reserve(c);
+    br_cursor_slot_t *s = br_cursor_slot(c, c->next);
+    int64_t off = c->next++;
+    *offset = off;
+    if (c->pd_head < c->pd_n && c->pd[c->pd_head].first == off) {
+        br_cursor_set_state(c, s, BR_CURSOR_DONE);
+        if (++c->pd[c->pd_head].first == c->pd[c->pd_head].end) {
+            br_cursor_pd_pop(c);
+        }
+        br_cursor_pa_trim(c);
+        return NULL;
+    }
+    if (c->pa_head < c->pa_n && c->pa[c->pa_head].offset == off) {
+        s->attempt = c->pa[c->pa_head].attempt;
+        br_cursor_pa_trim(c);
+    }
+    return s;
+}
+
 size_t br_cursor_pick(br_cursor_t *c, uint64_t now_ms, int64_t end, br_cursor_pick_t *out,
                       size_t max)
 {
@@ -580,25 +606,11 @@ size_t br_cursor_pick(br_cursor_t *c, uint64_t now_ms, int64_t end, br_cursor_pi
         n = br_cursor_pick_due(c, now_ms, out, max);
     }
     while (n < max && c->next < end && (uint64_t)(c->next - c->watermark) < c->conf.window) {
-        br_cursor_ring_reserve(c);
-        br_cursor_slot_t *s = br_cursor_slot(c, c->next);
-        int64_t off = c->next++;
-        /* The window is not empty here (advance jumps over a pending range
-         * at an empty window's next), so a pending DONE offset takes a
-         * slot until the watermark reaches it. */
-        if (c->pd_head < c->pd_n && c->pd[c->pd_head].first == off) {
-            br_cursor_set_state(c, s, BR_CURSOR_DONE);
-            if (++c->pd[c->pd_head].first == c->pd[c->pd_head].end) {
-                br_cursor_pd_pop(c);
-            }
-            br_cursor_pa_trim(c);
-            continue;
+        int64_t off;
+        br_cursor_slot_t *s = br_cursor_grow(c, &off);
+        if (s) {
+            br_cursor_take(c, s, off, &out[n++]);
         }
-        if (c->pa_head < c->pa_n && c->pa[c->pa_head].offset == off) {
-            s->attempt = c->pa[c->pa_head].attempt;
-            br_cursor_pa_trim(c);
-        }
-        br_cursor_take(c, s, off, &out[n++]);
     }
     return n;
 }
@@ -960,20 +972,10 @@ static void br_cursor_restore_inflight(br_cursor_t *c, int64_t offset, int32_t a
                                        uint32_t group, uint64_t now_ms, uint64_t due_ms)
 {
     while (c->next <= offset) {
-        br_cursor_ring_reserve(c);
-        br_cursor_slot_t *s = br_cursor_slot(c, c->next);
-        int64_t off = c->next++;
-        if (c->pd_head < c->pd_n && c->pd[c->pd_head].first == off) {
-            br_cursor_set_state(c, s, BR_CURSOR_DONE);
-            if (++c->pd[c->pd_head].first == c->pd[c->pd_head].end) {
-                br_cursor_pd_pop(c);
-            }
-            br_cursor_pa_trim(c);
+        int64_t off;
+        br_cursor_slot_t *s = br_cursor_grow(c, &off);
+        if (!s) {
             continue;
-        }
-        if (c->pa_head < c->pa_n && c->pa[c->pa_head].offset == off) {
-            s->attempt = c->pa[c->pa_head].attempt;
-            br_cursor_pa_trim(c);
         }
         s->prev = BR_CURSOR_UNSEEN;
         s->due = 0;

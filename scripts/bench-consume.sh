@@ -84,7 +84,7 @@ both() { # label, produce args, consume args
   local cpid=$!
   "$BIN/tools/mqbench" produce --endpoints "$EP" --size 1024 --quiet $pargs | grep -E "throughput|latency"
   wait $cpid || true
-  grep -E "received|throughput|latency|acked" "$DIR/consume.out" | sed 's/^/   consume: /'
+  grep -E "received|throughput|latency|acked|first error|first message" "$DIR/consume.out" | sed 's/^/   consume: /'
 }
 both "saturation: produce --max (batches of 32) while 4 consumers consume" \
   "--topic bench --producers 8 --max --batch 32 --inflight 16 --duration $SECS" \
@@ -94,24 +94,25 @@ both "end to end at 5k msg/s" \
   "--topic lat --group g-lat --consumers 2 --batch 32 --duration $SECS"
 
 echo; echo "-- backlog: $BACKLOG messages in one queue"
-# mqbench produce runs for a time (it has no message count): at about 40k
-# msg/s or more into one queue, at least BACKLOG messages.
+# mqbench produce runs for a time (it has no message count): open loop at
+# 40k msg/s into the one queue, BACKLOG messages.
 "$BIN/tools/mqbench" produce --endpoints "$EP" --topic backlog --size 1024 --quiet \
-  --producers 8 --max --batch 32 --inflight 16 --duration "$((BACKLOG / 40000 + 1))s" |
+  --producers 8 --rate 40000 --batch 32 --duration "$(((BACKLOG + 39999) / 40000))s" |
   grep -E "sent|throughput"
 "$BIN/tools/mqadmin" -n "$EP" topicStatus -t backlog | sed 's/^/   /'
 for g in cold-1 cold-2 cold-3; do
   t0=$(date +%s%N)
-  "$BIN/tools/mqbench" consume --endpoints "$EP" --topic backlog --group "$g" --consumers 1 \
-    --batch 1 --count 1 --quiet > /dev/null
+  first=$("$BIN/tools/mqbench" consume --endpoints "$EP" --topic backlog --group "$g" \
+    --consumers 1 --batch 1 --count 1 --quiet | grep "first message" || true)
   t1=$(date +%s%N)
-  echo "   new group $g, first message (offset 0, cold): $(( (t1 - t0) / 1000 )) us (whole mqbench process)"
+  echo "   new group $g (offset 0, cold): ${first:-no message}; whole process $(( (t1 - t0) / 1000 )) us"
 done
-for off in 0 $((BACKLOG / 3)) $((BACKLOG / 2)) $((BACKLOG * 9 / 10)); do
+for off in 0 $((BACKLOG / 3)) $((BACKLOG / 2)) $((BACKLOG * 9 / 10)) $((BACKLOG - 1)); do
   t0=$(date +%s%N)
-  "$BIN/tools/mqadmin" -n "$EP" readMessages -t backlog -q 0 -o "$off" -m 1 >/dev/null
+  took=$("$BIN/tools/mqadmin" -n "$EP" readMessages -t backlog -q 0 -o "$off" -m 1 2>&1 >/dev/null |
+    grep -o "first after [0-9.]* ms" || true)
   t1=$(date +%s%N)
-  echo "   readMessages offset $off: $(( (t1 - t0) / 1000 )) us (whole mqadmin process)"
+  echo "   readMessages offset $off: ${took:-no message}; whole process $(( (t1 - t0) / 1000 )) us"
 done
 cleanup; trap - EXIT
 rm -rf "$DIR"

@@ -8,6 +8,7 @@ target_link_libraries(itconsume PUBLIC ittest mqc)
 mq_strict(itconsume)
 
 foreach(t test_consume_longpoll test_consume_badinput test_consume_many test_consume_failover
+          test_admin_read
           test_compat_go_consume)
   mq_add_integration_test(${t})
   target_link_libraries(${t} PRIVATE itconsume)
