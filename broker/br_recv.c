@@ -5,8 +5,11 @@
  *
  * A receive pops from the queues of its topic that THIS broker owns (the
  * request's queue id does not bind it: Node always names queue 0 and push
- * assignments name -1), starting from a rotating queue, up to batch_size
- * (at most 32) messages. Per queue, on the queue's executor key: the
+ * assignments name -1), up to batch_size (at most 32) messages, in rounds:
+ * a round asks up to batch_size - got queues at once (from a rotating
+ * start), sharing what is left evenly; a queue that filled its share may
+ * have more and is asked again after the others. Per queue, on the
+ * queue's executor key: the
  * group's cursor picks candidates (due redeliveries first, then new
  * offsets up to the log's end), the managed log reads them, and each is
  * then skipped (tag filter), deferred (its FIFO message group is still in
@@ -54,6 +57,8 @@
 /* A receive at a broker that owns no queue of the topic ends after this,
  * so the client asks the owners (woken first when a queue is acquired). */
 #define BR_RECV_NOQUEUE_MS 1000
+/* Extra rounds of a pass for queues that may have more. */
+#define BR_RECV_REVISITS 8
 /* Time left for writing the answer before the client's deadline. */
 #define BR_RECV_ANSWER_MARGIN_MS 200
 
@@ -78,9 +83,13 @@ typedef struct br_recv_ctx {
     uint64_t poll_end_ms;
     br_recv_out_t outs[BR_RECV_MAX_BATCH];
     size_t nout;
-    /* the pass in progress */
+    /* the pass in progress: qids[0, nq) are the queues still to ask, those
+     * not asked yet first */
     int qids[BR_TOPIC_MAX_QUEUES];
-    int nq, qi, first, rounds;
+    int nlocal, nq, unasked, revisits;
+    int pending;                  /* pops of the round still out */
+    int nasked;                   /* queues the round asks: qids[0, nasked) */
+    bool keep[BR_RECV_MAX_BATCH]; /* per asked queue: ask it again */
     uint64_t next_due;
     bool in_pass;
     /* waiting */
@@ -99,6 +108,7 @@ typedef struct br_recv_ctx {
 typedef struct br_recv_pop {
     br_recv_ctx_t *rctx;
     int queue;
+    int slot; /* its index among the round's queues */
     size_t want;
     br_queue_t *q; /* referenced while reading */
     br_rcur_t *rc;
@@ -622,7 +632,7 @@ static bool br_recv_pop_fn(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_er
     return true;
 }
 
-static void br_recv_next_pop(br_recv_ctx_t *rctx);
+static void br_recv_round(br_recv_ctx_t *rctx);
 
 static void br_recv_pop_result_task(void *arg)
 {
@@ -635,15 +645,27 @@ static void br_recv_pop_result_task(void *arg)
     if (pop->next_due < rctx->next_due) {
         rctx->next_due = pop->next_due;
     }
-    /* A short read (an entry boundary) leaves more in the same queue. */
-    if (pop->more && rctx->nout < rctx->batch && rctx->rounds < 8) {
-        rctx->rounds++;
-    } else {
-        rctx->qi++;
-        rctx->rounds = 0;
-    }
+    /* Ask again a queue that filled its share, or whose read stopped at an
+     * entry boundary: it may have more. */
+    rctx->keep[pop->slot] = pop->more || (pop->want > 0 && pop->nout >= pop->want);
     free(pop);
-    br_recv_next_pop(rctx);
+    if (--rctx->pending > 0) {
+        return;
+    }
+    /* The round is over: the queues not asked yet go first next time, then
+     * those to ask again. */
+    int kept[BR_RECV_MAX_BATCH];
+    int nk = 0;
+    for (int j = 0; j < rctx->nasked; j++) {
+        if (rctx->keep[j]) {
+            kept[nk++] = rctx->qids[j];
+        }
+    }
+    int rest = rctx->nq - rctx->nasked;
+    memmove(rctx->qids, rctx->qids + rctx->nasked, (size_t)rest * sizeof(rctx->qids[0]));
+    memcpy(rctx->qids + rest, kept, (size_t)nk * sizeof(kept[0]));
+    rctx->nq = rest + nk;
+    br_recv_round(rctx);
 }
 
 /* --- passes ------------------------------------------------------------------------------ */
@@ -666,7 +688,7 @@ static void br_recv_pass_done(br_recv_ctx_t *rctx)
     }
     uint64_t now = mq_now_ms();
     uint64_t end = rctx->poll_end_ms;
-    if (rctx->nq == 0 && rctx->start_ms + BR_RECV_NOQUEUE_MS < end) {
+    if (rctx->nlocal == 0 && rctx->start_ms + BR_RECV_NOQUEUE_MS < end) {
         end = rctx->start_ms + BR_RECV_NOQUEUE_MS;
     }
     if (now >= end) {
@@ -686,34 +708,68 @@ static void br_recv_pass_done(br_recv_ctx_t *rctx)
         mq_executor_schedule(srv->ex, rctx->key, at > now ? at - now : 1, br_recv_timer_task, rctx);
 }
 
-static void br_recv_next_pop(br_recv_ctx_t *rctx)
+/* One round of a pass: asks up to batch - got queues at once, sharing what
+ * is left between them, each on its own key (so a busy queue holds back
+ * only its own share). Every queue is asked once per pass; those that may
+ * have more are asked again in at most BR_RECV_REVISITS further rounds.
+ * @locality the receive's key */
+static void br_recv_round(br_recv_ctx_t *rctx)
 {
     br_server_t *srv = rctx->srv;
-    if (rctx->nout >= rctx->batch || rctx->qi >= rctx->nq || atomic_load(&srv->recv->stopping) ||
-        rpc_call_over(rctx->call)) {
+    size_t left = rctx->batch - rctx->nout;
+    if (left == 0 || rctx->nq == 0 || (rctx->unasked == 0 && rctx->revisits >= BR_RECV_REVISITS) ||
+        atomic_load(&srv->recv->stopping) || rpc_call_over(rctx->call)) {
         br_recv_pass_done(rctx);
         return;
     }
-    br_recv_pop_t *pop = mq_calloc(1, sizeof(*pop));
-    pop->rctx = rctx;
-    pop->queue = rctx->qids[(rctx->first + rctx->qi) % rctx->nq];
-    pop->want = rctx->batch - rctx->nout;
-    br_rcur_with(srv, rctx->topic, pop->queue, &rctx->grp, br_recv_pop_fn, pop);
+    if (rctx->unasked == 0) {
+        rctx->revisits++;
+    }
+    int k = (int)MQ_MIN((size_t)rctx->nq, left);
+    rctx->unasked = MQ_MAX(rctx->unasked - k, 0);
+    rctx->nasked = k;
+    rctx->pending = k;
+    for (int j = 0; j < k; j++) {
+        br_recv_pop_t *pop = mq_calloc(1, sizeof(*pop));
+        pop->rctx = rctx;
+        pop->slot = j;
+        pop->queue = rctx->qids[j];
+        pop->want = left / (size_t)k + ((size_t)j < left % (size_t)k ? 1 : 0);
+        rctx->keep[j] = false;
+        /* Its answer comes back on this key, after this task. */
+        br_rcur_with(srv, rctx->topic, pop->queue, &rctx->grp, br_recv_pop_fn, pop);
+    }
 }
 
-/* One pass over the local queues of the topic. @locality the receive's key */
+static void br_recv_reverse(int *v, int n)
+{
+    for (int i = 0, j = n - 1; i < j; i++, j--) {
+        int t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+/* One pass over the local queues of the topic, starting at a rotating
+ * one. @locality the receive's key */
 static void br_recv_pass(br_recv_ctx_t *rctx)
 {
     br_server_t *srv = rctx->srv;
     rctx->in_pass = true;
     rctx->pass_seq = atomic_load(&rctx->wake_seq);
-    rctx->nq = br_queue_local(srv, rctx->topic, rctx->qids, BR_TOPIC_MAX_QUEUES);
-    rctx->qi = 0;
-    rctx->rounds = 0;
-    rctx->first =
-        rctx->nq > 0 ? (int)(atomic_fetch_add(&srv->recv->rr, 1) % (uint64_t)rctx->nq) : 0;
+    int n = br_queue_local(srv, rctx->topic, rctx->qids, BR_TOPIC_MAX_QUEUES);
+    if (n > 1) {
+        int first = (int)(atomic_fetch_add(&srv->recv->rr, 1) % (uint64_t)n);
+        br_recv_reverse(rctx->qids, first);
+        br_recv_reverse(rctx->qids + first, n - first);
+        br_recv_reverse(rctx->qids, n);
+    }
+    rctx->nlocal = n;
+    rctx->nq = n;
+    rctx->unasked = n;
+    rctx->revisits = 0;
     rctx->next_due = UINT64_MAX;
-    br_recv_next_pop(rctx);
+    br_recv_round(rctx);
 }
 
 static void br_recv_first_pass_task(void *arg)
