@@ -17,7 +17,6 @@
  * and a consumer's Telemetry settings, which need its group's record: both
  * run on the slow executor.
  */
-#include <arpa/inet.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 #include <stdio.h>
@@ -70,30 +69,6 @@ typedef struct br_route_req {
     rpc_call_t *call;
     char topic[BR_TOPIC_NAME_MAX + 2];
 } br_route_req_t;
-
-static void br_msg_split_endpoint(const char *ep, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(ep, ':');
-    size_t hl = colon ? (size_t)(colon - ep) : strlen(ep);
-    if (hl >= cap) {
-        hl = cap - 1;
-    }
-    memcpy(host, ep, hl);
-    host[hl] = '\0';
-    *port = colon ? atoi(colon + 1) : 0;
-}
-
-static apache_rocketmq_v2_AddressScheme br_msg_scheme(const char *host)
-{
-    unsigned char tmp[16];
-    if (inet_pton(AF_INET, host, tmp) == 1) {
-        return apache_rocketmq_v2_AddressScheme_IPv4;
-    }
-    if (inet_pton(AF_INET6, host, tmp) == 1) {
-        return apache_rocketmq_v2_AddressScheme_IPv6;
-    }
-    return apache_rocketmq_v2_AddressScheme_DOMAIN_NAME;
-}
 
 static void br_msg_route_task(void *arg)
 {
@@ -153,10 +128,6 @@ static void br_msg_route_task(void *arg)
             snprintf(names[i], sizeof(names[i]), "%s", srv->id);
             name = names[i];
         }
-        int port;
-        br_msg_split_endpoint(ep, hosts[i], sizeof(hosts[i]), &port);
-        addrs[i].host = hosts[i];
-        addrs[i].port = port;
         apache_rocketmq_v2_MessageQueue *m = &mqs[i];
         m->has_topic = true;
         m->topic.name = t.name;
@@ -166,9 +137,7 @@ static void br_msg_route_task(void *arg)
         m->broker.name = (char *)name;
         m->broker.id = 0;
         m->broker.has_endpoints = true;
-        m->broker.endpoints.scheme = br_msg_scheme(hosts[i]);
-        m->broker.endpoints.addresses_count = 1;
-        m->broker.endpoints.addresses = &addrs[i];
+        br_pb_endpoints(ep, hosts[i], sizeof(hosts[i]), &addrs[i], &m->broker.endpoints);
         m->accept_message_types_count = ntypes;
         m->accept_message_types = types;
     }

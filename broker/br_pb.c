@@ -3,6 +3,7 @@
  */
 #include "br_pb.h"
 
+#include <arpa/inet.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 #include <stdio.h>
@@ -61,4 +62,28 @@ bool br_pb_encode_bytes(pb_ostream_t *stream, const pb_field_t *field, void *con
         return false;
     }
     return pb_encode_string(stream, b->data, b->len);
+}
+
+void br_pb_endpoints(const char *endpoint, char *host, size_t cap, apache_rocketmq_v2_Address *addr,
+                     apache_rocketmq_v2_Endpoints *out)
+{
+    const char *colon = strrchr(endpoint, ':');
+    size_t hl = colon ? (size_t)(colon - endpoint) : strlen(endpoint);
+    if (hl >= cap) {
+        hl = cap - 1;
+    }
+    memcpy(host, endpoint, hl);
+    host[hl] = '\0';
+    addr->host = host;
+    addr->port = colon ? atoi(colon + 1) : 0;
+    unsigned char tmp[16];
+    if (inet_pton(AF_INET, host, tmp) == 1) {
+        out->scheme = apache_rocketmq_v2_AddressScheme_IPv4;
+    } else if (inet_pton(AF_INET6, host, tmp) == 1) {
+        out->scheme = apache_rocketmq_v2_AddressScheme_IPv6;
+    } else {
+        out->scheme = apache_rocketmq_v2_AddressScheme_DOMAIN_NAME;
+    }
+    out->addresses_count = 1;
+    out->addresses = addr;
 }

@@ -1,7 +1,7 @@
 /*
  * br_pb: nanopb helpers shared by the broker's services: encoding a message
- * into a heap buffer, decoding with a clear error, strings and durations.
- * Any thread.
+ * into a heap buffer, decoding with a clear error, strings and durations,
+ * and RocketMQ's Endpoints. Any thread.
  */
 #ifndef BR_PB_H
 #define BR_PB_H
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "mq_err.h"
+#include "rmq_definition.pb.h"
 
 /* Encodes msg; *out (free()) and *len. MQ_EPROTO if nanopb refuses. */
 mq_err_t br_pb_encode(const pb_msgdesc_t *fields, const void *msg, uint8_t **out, size_t *len);
@@ -39,5 +40,11 @@ typedef struct br_pb_bytes {
 bool br_pb_decode_bytes_ref(pb_istream_t *stream, const pb_field_t *field, void **arg);
 /* pb_callback_t encode function writing a br_pb_bytes_t as a bytes field. */
 bool br_pb_encode_bytes(pb_ostream_t *stream, const pb_field_t *field, void *const *arg);
+
+/* Fills out as the one address of endpoint "host:port" (scheme IPv4, IPv6
+ * or domain name, from the host). The host is copied into host (cap
+ * bytes); out points at addr and addr at host, so both must outlive out. */
+void br_pb_endpoints(const char *endpoint, char *host, size_t cap, apache_rocketmq_v2_Address *addr,
+                     apache_rocketmq_v2_Endpoints *out);
 
 #endif

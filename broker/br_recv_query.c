@@ -21,7 +21,6 @@
  * other owners on srv->slow; cursor reads on the queues' keys (the slow
  * thread never waits for them: the last one posts the next phase).
  */
-#include <arpa/inet.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 #include <stdio.h>
@@ -47,30 +46,6 @@ typedef struct br_assign_req {
     char topic[BR_TOPIC_NAME_MAX + 1];
     char group[BR_GROUP_NAME_MAX + 1];
 } br_assign_req_t;
-
-static void br_assign_split(const char *ep, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(ep, ':');
-    size_t hl = colon ? (size_t)(colon - ep) : strlen(ep);
-    if (hl >= cap) {
-        hl = cap - 1;
-    }
-    memcpy(host, ep, hl);
-    host[hl] = '\0';
-    *port = colon ? atoi(colon + 1) : 0;
-}
-
-static apache_rocketmq_v2_AddressScheme br_assign_scheme(const char *host)
-{
-    unsigned char tmp[16];
-    if (inet_pton(AF_INET, host, tmp) == 1) {
-        return apache_rocketmq_v2_AddressScheme_IPv4;
-    }
-    if (inet_pton(AF_INET6, host, tmp) == 1) {
-        return apache_rocketmq_v2_AddressScheme_IPv6;
-    }
-    return apache_rocketmq_v2_AddressScheme_DOMAIN_NAME;
-}
 
 static void br_assign_task(void *arg)
 {
@@ -129,10 +104,6 @@ static void br_assign_task(void *arg)
         if (dup) {
             continue;
         }
-        int port;
-        br_assign_split(o->endpoint, hosts[na], sizeof(hosts[na]), &port);
-        addrs[na].host = hosts[na];
-        addrs[na].port = port;
         apache_rocketmq_v2_MessageQueue *m = &as[na].message_queue;
         as[na].has_message_queue = true;
         m->has_topic = true;
@@ -143,9 +114,8 @@ static void br_assign_task(void *arg)
         m->broker.name = o->id;
         m->broker.id = 0;
         m->broker.has_endpoints = true;
-        m->broker.endpoints.scheme = br_assign_scheme(hosts[na]);
-        m->broker.endpoints.addresses_count = 1;
-        m->broker.endpoints.addresses = &addrs[na];
+        br_pb_endpoints(o->endpoint, hosts[na], sizeof(hosts[na]), &addrs[na],
+                        &m->broker.endpoints);
         m->accept_message_types_count = ntypes;
         m->accept_message_types = types;
         na++;

@@ -465,7 +465,12 @@ static void test_progress_and_assignment(void)
     apache_rocketmq_v2_MessageQueue *mq = &ar.assignments[0].message_queue;
     CU_ASSERT_EQUAL(mq->id, -1);
     CU_ASSERT_STRING_EQUAL(mq->broker.name, it_broker_id(&c, 0));
-    CU_ASSERT_EQUAL(mq->broker.endpoints.addresses_count, 1);
+    CU_ASSERT_EQUAL_FATAL(mq->broker.endpoints.addresses_count, 1);
+    CU_ASSERT_EQUAL(mq->broker.endpoints.scheme, apache_rocketmq_v2_AddressScheme_IPv4);
+    char ep[128];
+    snprintf(ep, sizeof(ep), "%s:%d", mq->broker.endpoints.addresses[0].host,
+             (int)mq->broker.endpoints.addresses[0].port);
+    CU_ASSERT_STRING_EQUAL(ep, it_broker_endpoint(&c, 0));
     pb_release(apache_rocketmq_v2_QueryAssignmentResponse_fields, &ar);
 }
 
