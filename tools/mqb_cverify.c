@@ -53,6 +53,7 @@ struct mqb_cverify {
     uint64_t acked;   /* records whose acknowledgement was confirmed */
     uint64_t unknown; /* records whose acknowledgement went unanswered */
     uint64_t dup_raw, dup_noack, dup_unconfirmed, dup_after_ack;
+    uint64_t dup_attempt1; /* repeats that came with delivery attempt 1 */
     uint64_t out_of_order, corrupt, stored_twice, unexpected;
     char ooo_examples[MQB_CV_EXAMPLES][160];
     char dup_examples[MQB_CV_EXAMPLES][160];
@@ -279,6 +280,11 @@ int64_t mqb_cverify_deliver(mqb_cverify_t *v, const mqc_delivery_t *d, bool ack)
     }
     if (r->deliveries++ > 0) {
         v->dup_raw++;
+        /* A redelivery counts its attempts; a repeat at attempt 1 was
+         * handed out anew (a takeover that did not know it was in flight). */
+        if (d->attempt <= 1) {
+            v->dup_attempt1++;
+        }
         switch (r->state) {
         case MQB_CV_NOACK:
             v->dup_noack++;
@@ -390,6 +396,7 @@ bool mqb_cverify_report(const mqb_cverify_t *v, bool order)
            "ack: %" PRIu64 ")\n",
            v->dup_raw, v->dup_noack + v->dup_unconfirmed, v->dup_noack, v->dup_unconfirmed,
            v->dup_after_ack);
+    printf("repeats at delivery attempt 1: %" PRIu64 "\n", v->dup_attempt1);
     if (order) {
         printf("order: %" PRIu64 " out of order in %zu message group(s)\n", v->out_of_order,
                v->ngroups);

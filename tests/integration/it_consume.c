@@ -281,6 +281,8 @@ void it_cons_report_parse(const char *out, it_cons_report_t *r)
            "duplicates: %lld (explained %lld: %lld not acked on purpose, %lld ack failed or "
            "unanswered; after a confirmed ack: %lld)",
            &r->dups, &r->dups_explained, &r->dups_noack, &r->dups_unconfirmed, &r->dups_after_ack);
+    sscanf(it_cons_line(out, "repeats at delivery attempt 1: "),
+           "repeats at delivery attempt 1: %lld", &r->dups_attempt1);
     sscanf(it_cons_line(out, "order: "), "order: %lld out of order", &r->out_of_order);
     sscanf(it_cons_line(out, "corrupt: "),
            "corrupt: %lld; stored twice (producer retries): %lld; not in the log: %lld",

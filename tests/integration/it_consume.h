@@ -67,7 +67,8 @@ typedef struct it_cons_report {
     long long received, acked, noack, ack_failures, redelivered, malformed;
     long long log_total, log_acked, log_unanswered, missing, unacked;
     long long dups, dups_explained, dups_noack, dups_unconfirmed, dups_after_ack;
-    long long out_of_order; /* -1 when the order was not checked */
+    long long dups_attempt1; /* repeats handed out anew, at attempt 1 */
+    long long out_of_order;  /* -1 when the order was not checked */
     long long corrupt, stored_twice, unexpected;
 } it_cons_report_t;
 
