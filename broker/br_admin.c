@@ -4,7 +4,7 @@
  * each queue's owner, offsets and ledgers), the cluster's status (brokers,
  * leader, bookies) and reading stored messages. Any broker answers; all of
  * it comes from ZooKeeper and the ledgers (a queue's owner reads it through
- * its log, which also has the newest entry, not yet confirmed to readers
+ * its log, which also has the newest entries, not yet confirmed to readers
  * from outside). Errors are gRPC statuses.
  *
  * Threads: every call is decoded on the gRPC thread and handled on the slow
@@ -410,7 +410,8 @@ static void br_admin_oread_cb(mq_err_t err, const br_mlog_msg_t *msgs, size_t co
 
 /* Reads an owned queue through its log, which knows every acknowledged
  * message: a reader from outside sees an open ledger only up to what the
- * bookies know is confirmed, one entry behind the writer. Blocking. */
+ * bookies know is confirmed, at least one entry behind the writer.
+ * Blocking. */
 static mq_err_t br_admin_read_owned(br_queue_t *q, int64_t offset, size_t max, br_mlog_msg_t **msgs,
                                     size_t *count)
 {
