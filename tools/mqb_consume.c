@@ -322,8 +322,12 @@ static bool mqb_c_deliver(mqb_crun_t *run, const mqc_delivery_t *d, uint64_t wal
     atomic_fetch_add(&run->bytes, d->body_len);
     uint64_t now_ns = mq_now_ns();
     atomic_store(&run->last_msg_ns, now_ns);
-    uint_fast64_t none = 0;
-    atomic_compare_exchange_strong(&run->first_msg_ns, &none, now_ns);
+    /* Only the first delivery writes it: a plain load keeps the CAS off
+     * every later message. */
+    if (atomic_load_explicit(&run->first_msg_ns, memory_order_relaxed) == 0) {
+        uint_fast64_t none = 0;
+        atomic_compare_exchange_strong(&run->first_msg_ns, &none, now_ns);
+    }
     if (d->attempt > 1) {
         atomic_fetch_add(&run->redelivered, 1);
     }
