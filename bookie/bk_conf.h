@@ -32,15 +32,17 @@
       "Write the journal group once this many bytes are waiting")                                  \
     X(journalMaxSizeMB, INT, "64", 1, 2048,                                                        \
       "Size of each journal file (preallocated, zero-filled, recycled), MiB")                      \
-    X(journalPreAllocSizeMB, INT, "16", 1, 1024,                                                   \
-      "Chunk in which journal files are zero-filled, MiB")                                         \
+    X(journalPreAllocSizeMB, INT, "1", 1, 1024,                                                    \
+      "New journal files are zero-filled and synced this much at a time, at the writer's pace, "   \
+      "MiB")                                                                                       \
     X(journalAlignmentSize, INT, "4096", 512, 65536,                                               \
       "Journal writes start on multiples of this (a block with acked data is never rewritten)")    \
     X(journalMaxBackups, INT, "5", 0, 1000, "Old journal files kept for reuse after a checkpoint") \
     X(logSizeLimit, INT, "1073741824", 1048576, 4026531840LL,                                      \
       "Size at which the active entry log rotates, bytes")                                         \
     X(flushInterval, INT, "10000", 100, 3600000,                                                   \
-      "Checkpoint interval: write cache to entry logs and index, then trim the journal, ms")       \
+      "Checkpoint interval (each wait drawn within +-25%, so bookies do not checkpoint in step): " \
+      "write cache to entry logs and index, then trim the journal, ms")                            \
     X(dbStorage_writeCacheMaxSizeMb, INT, "64", 1, 65536,                                          \
       "Write cache size, MiB; a checkpoint starts at half, adds pause when full")                  \
     X(dbStorage_rocksDB_blockCacheSize, INT, "16777216", 0, 68719476736LL,                         \

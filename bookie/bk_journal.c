@@ -18,7 +18,9 @@
  *    bk_journal_trim is renamed to the new id and gets a new header;
  *    otherwise a new file is written full of zeros (prealloc_size at a time)
  *    and fdatasync'ed, so that the writer only ever overwrites allocated
- *    blocks and its fdatasyncs never have to commit metadata.
+ *    blocks and its fdatasyncs never have to commit metadata. The zeros go
+ *    at the writer's pace, an eighth of a file ahead of it (flat out while
+ *    the writer waits), so they never pile up in front of its fdatasyncs.
  *
  * Invariants: records are written, synced and called back in append order; a
  * block that holds an acknowledged record is never written again (every write
@@ -61,6 +63,7 @@
 #define BK_JOURNAL_ZERO_CHUNK (1u << 20)   /* zero buffer for preallocation */
 #define BK_JOURNAL_NOSYNC_NS 1000000000ull /* background sync with sync_data off */
 #define BK_JOURNAL_FREE_NODES 4096         /* record nodes kept for reuse */
+#define BK_JOURNAL_PACE_NS 20000000ull     /* allocator's re-check while ahead */
 
 /* One journal file, shared by the writer, force requests and the allocator. */
 typedef struct bk_jfile {
@@ -114,6 +117,7 @@ struct bk_journal {
     size_t threshold;
     uint64_t file_size;
     uint64_t prealloc;
+    bool paced;
     uint32_t align;
     uint32_t max_backups;
     uint64_t max_payload;
@@ -128,8 +132,8 @@ struct bk_journal {
     pthread_mutex_t lock;
     pthread_cond_t writer_cond; /* monotonic clock */
     pthread_cond_t force_cond;  /* monotonic clock */
-    pthread_cond_t alloc_cond;
-    pthread_cond_t ready_cond; /* next file ready, or failure */
+    pthread_cond_t alloc_cond;  /* monotonic clock */
+    pthread_cond_t ready_cond;  /* next file ready, or failure */
 
     /* @locks lock */
     bk_jrec_t *q_head;
@@ -145,7 +149,8 @@ struct bk_journal {
     bk_jfile_t *next_file;
     uint64_t next_id;
     bool alloc_stop;
-    uint64_t *old_ids; /* finished files, ascending, not in free_ids */
+    bool switch_waiting; /* the writer waits for the next file */
+    uint64_t *old_ids;   /* finished files, ascending, not in free_ids */
     size_t n_old;
     size_t cap_old;
     uint64_t *free_ids; /* trimmed files kept for recycling */
@@ -156,6 +161,7 @@ struct bk_journal {
     bk_journal_stats_t stats;
 
     atomic_bool failed;
+    atomic_uint_least64_t pos_pub; /* the writer's position, for the allocator's pace */
     atomic_size_t pending_bytes;
     atomic_int fault;
 
@@ -335,9 +341,32 @@ static mq_err_t bk_journal_recycle(bk_journal_t *j, uint64_t old_id, uint64_t id
     return MQ_OK;
 }
 
+/*
+ * Paced zero-fill: while the file being filled is more than an eighth of a
+ * file ahead of the writer's position in the current one, the allocator
+ * waits between chunks. Without it every bookie on a disk wrote a whole file
+ * of zeros at once right after a rollover (and bookies sharing a disk roll
+ * over together), and the live journals' fdatasyncs queued behind that
+ * writeback: adds stalled for 100-300 ms. Returns true when close began.
+ */
+static bool bk_journal_alloc_pace(bk_journal_t *j, uint64_t filled)
+{
+    uint64_t lead = j->file_size / 8;
+    pthread_mutex_lock(&j->lock);
+    while (!j->alloc_stop && !j->switch_waiting &&
+           filled >= atomic_load_explicit(&j->pos_pub, memory_order_relaxed) + lead) {
+        j->stats.prealloc_waits++;
+        bk_journal_timedwait(&j->alloc_cond, &j->lock, mq_now_ns() + BK_JOURNAL_PACE_NS);
+    }
+    bool stop = j->alloc_stop;
+    pthread_mutex_unlock(&j->lock);
+    return stop;
+}
+
 /* Creates file id full of zeros under a temporary name, syncs it and renames
- * it into place. Stops early (MQ_ESHUTDOWN) when close begins. */
-static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bk_jfile_t **out)
+ * it into place; with paced, at the writer's pace (bk_journal_alloc_pace).
+ * Stops early (MQ_ESHUTDOWN) when close begins. */
+static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bool paced, bk_jfile_t **out)
 {
     char tmp[PATH_MAX];
     char path[PATH_MAX];
@@ -374,6 +403,7 @@ static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bk_jfile_t **out
         if (err == MQ_OK && since_sync >= j->prealloc) {
             /* One chunk at a time: the zeros never pile up as dirty pages
              * that a journal fdatasync would have to wait behind. */
+            uint64_t chunk = since_sync;
             since_sync = 0;
             if (fdatasync(fd) != 0) {
                 int e = errno;
@@ -381,14 +411,21 @@ static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bk_jfile_t **out
                 err = mq_err_from_errno(e);
             }
             pthread_mutex_lock(&j->lock);
+            j->stats.prealloc_bytes += chunk;
             bool stop = j->alloc_stop;
             pthread_mutex_unlock(&j->lock);
+            if (!stop && paced && j->paced && off < j->file_size) {
+                stop = bk_journal_alloc_pace(j, off);
+            }
             if (stop && err == MQ_OK) {
                 err = MQ_ESHUTDOWN;
             }
         }
     }
     free(zero);
+    pthread_mutex_lock(&j->lock);
+    j->stats.prealloc_bytes += since_sync;
+    pthread_mutex_unlock(&j->lock);
     if (err == MQ_OK && fdatasync(fd) != 0) {
         int e = errno;
         MQ_LOG_ERROR("journal fdatasync failed path=%s err=%s", tmp, strerror(e));
@@ -414,7 +451,7 @@ static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bk_jfile_t **out
 /* Makes file id ready, recycling old_id when has_old. *recycled tells which
  * way it went. */
 static mq_err_t bk_journal_prepare(bk_journal_t *j, uint64_t id, bool has_old, uint64_t old_id,
-                                   bk_jfile_t **out, bool *recycled)
+                                   bool paced, bk_jfile_t **out, bool *recycled)
 {
     *recycled = false;
     if (has_old) {
@@ -427,7 +464,7 @@ static mq_err_t bk_journal_prepare(bk_journal_t *j, uint64_t id, bool has_old, u
             return err;
         }
     }
-    return bk_journal_create(j, id, out);
+    return bk_journal_create(j, id, paced, out);
 }
 
 /* --- writer thread ---------------------------------------------------------- */
@@ -523,6 +560,7 @@ static void bk_journal_flush_group(bk_journal_t *j, bk_jgroup_t *g, bool file_do
         mq_slice_release(&r->payload);
     }
     j->pos = wend;
+    atomic_store_explicit(&j->pos_pub, wend, memory_order_relaxed);
 
     bk_jforce_t *req = mq_malloc(sizeof(*req));
     req->next = NULL;
@@ -550,9 +588,15 @@ static void bk_journal_flush_group(bk_journal_t *j, bk_jgroup_t *g, bool file_do
 static mq_err_t bk_journal_switch_file(bk_journal_t *j)
 {
     pthread_mutex_lock(&j->lock);
+    if (!j->next_file) {
+        /* The allocator goes flat out from now on. */
+        j->switch_waiting = true;
+        pthread_cond_signal(&j->alloc_cond);
+    }
     while (!j->next_file && !atomic_load(&j->failed)) {
         pthread_cond_wait(&j->ready_cond, &j->lock);
     }
+    j->switch_waiting = false;
     if (!j->next_file) {
         pthread_mutex_unlock(&j->lock);
         return MQ_EIO;
@@ -571,6 +615,7 @@ static mq_err_t bk_journal_switch_file(bk_journal_t *j)
     bk_jfile_unref(j->cur);
     j->cur = f;
     j->pos = j->align;
+    atomic_store_explicit(&j->pos_pub, j->pos, memory_order_relaxed);
     return MQ_OK;
 }
 
@@ -886,7 +931,7 @@ static void *bk_journal_alloc_main(void *arg)
 
         bk_jfile_t *f = NULL;
         bool recycled = false;
-        mq_err_t err = bk_journal_prepare(j, id, has_old, old_id, &f, &recycled);
+        mq_err_t err = bk_journal_prepare(j, id, has_old, old_id, true, &f, &recycled);
 
         pthread_mutex_lock(&j->lock);
         if (err == MQ_ESHUTDOWN) {
@@ -1026,6 +1071,7 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out)
     j->threshold = opts->buffered_writes_threshold;
     j->file_size = file_size;
     j->prealloc = opts->prealloc_size ? opts->prealloc_size : file_size;
+    j->paced = opts->paced_prealloc;
     j->align = opts->alignment;
     j->max_backups = opts->max_backups;
     j->max_payload = MQ_MIN((uint64_t)UINT32_MAX, file_size - 3 * (uint64_t)j->align);
@@ -1037,6 +1083,7 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out)
     j->cap_old = n;
     atomic_init(&j->failed, false);
     atomic_init(&j->pending_bytes, 0);
+    atomic_init(&j->pos_pub, 0);
     atomic_init(&j->fault, BK_JOURNAL_FAULT_NONE);
     pthread_mutex_init(&j->lock, NULL);
     pthread_condattr_t ca;
@@ -1044,8 +1091,8 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&j->writer_cond, &ca);
     pthread_cond_init(&j->force_cond, &ca);
+    pthread_cond_init(&j->alloc_cond, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&j->alloc_cond, NULL);
     pthread_cond_init(&j->ready_cond, NULL);
 
     /* Ids only grow. An empty directory starts from the wall clock (as
@@ -1057,7 +1104,7 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out)
     } else {
         first = n ? ids[n - 1] + 1 : mq_wall_ms();
         bool recycled;
-        err = bk_journal_prepare(j, first, false, 0, &j->cur, &recycled);
+        err = bk_journal_prepare(j, first, false, 0, false, &j->cur, &recycled);
         if (err != MQ_OK) {
             MQ_LOG_ERROR("journal could not create its first file dir=%s err=%s", dir,
                          mq_err_name(err));

@@ -76,6 +76,9 @@ typedef struct bk_journal_opts {
     uint64_t prealloc_size;           /* journalPreAllocSizeMB: zero-fill chunk */
     uint32_t alignment;               /* journalAlignmentSize, power of two >= 512 */
     uint32_t max_backups;             /* journalMaxBackups: old files kept for reuse */
+    /* New files are zero-filled at the writer's pace (an eighth of a file
+     * ahead of it) instead of flat out; see bk_journal.c. */
+    bool paced_prealloc;
     /* Called on the force thread after the callbacks of one fsync group ran
      * (lets the owner wake its event loop once per group). May be NULL. */
     void (*on_group_done)(void *arg);
@@ -95,6 +98,8 @@ typedef struct bk_journal_stats {
     uint64_t sync_ns; /* total time in fdatasync */
     uint64_t files_created;
     uint64_t files_recycled;
+    uint64_t prealloc_bytes; /* zeros written into new files */
+    uint64_t prealloc_waits; /* times the allocator waited for the writer */
 } bk_journal_stats_t;
 
 /* --- replay (before open) ---------------------------------------------------- */

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "bk_cookie.h"
 #include "bk_server_int.h"
@@ -226,12 +227,19 @@ static void *bk_srv_sync_main(void *arg)
 {
     bk_server_t *srv = arg;
     mq_log_thread_name("checkpoint");
+    /* Each wait is flushInterval +-25%, drawn afresh: bookies started together
+     * (on one disk, or after a power cut) would otherwise checkpoint in step
+     * for ever, and their journals' fdatasyncs would all queue behind the
+     * entry-log writeback at once; an ack quorum rides out one slow bookie,
+     * not all of them. */
+    uint64_t rnd = mq_mix64(mq_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)srv);
     pthread_mutex_lock(&srv->sync_lock);
     while (!srv->sync_stop) {
         if (!srv->sync_requested) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)srv->conf->flushInterval * 1000000ull;
+            uint64_t wait = mq_jitter((uint64_t)srv->conf->flushInterval * 1000000ull, 25, &rnd);
+            uint64_t ns = (uint64_t)ts.tv_nsec + wait;
             ts.tv_sec += (time_t)(ns / 1000000000ull);
             ts.tv_nsec = (long)(ns % 1000000000ull);
             pthread_cond_timedwait(&srv->sync_cond, &srv->sync_lock, &ts);
@@ -431,6 +439,7 @@ static mq_err_t bk_srv_recover(bk_server_t *srv, char *errbuf, size_t errlen)
         .buffered_writes_threshold = (size_t)conf->journalBufferedWritesThreshold,
         .max_file_size = (uint64_t)conf->journalMaxSizeMB << 20,
         .prealloc_size = (uint64_t)conf->journalPreAllocSizeMB << 20,
+        .paced_prealloc = true,
         .alignment = (uint32_t)conf->journalAlignmentSize,
         .max_backups = (uint32_t)conf->journalMaxBackups,
         .on_group_done = bk_request_on_group_done,

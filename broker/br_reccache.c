@@ -365,6 +365,17 @@ mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec)
     return err;
 }
 
+mq_err_t br_reccache_peek(br_reccache_t *rc, const char *name, void *rec)
+{
+    if (!rc || !name || !rec) {
+        return MQ_EINVAL;
+    }
+    pthread_mutex_lock(&rc->mu);
+    mq_err_t err = br_reccache_lookup_locked(rc, name, rec);
+    pthread_mutex_unlock(&rc->mu);
+    return err;
+}
+
 /* Forgets a negative answer for name (we just saw the record exist, before
  * the children watch could tell). */
 static void br_reccache_forget_negative(br_reccache_t *rc, const char *name)

@@ -46,6 +46,9 @@ void br_reccache_free(br_reccache_t *rc);
 /* MQ_OK and the record in *rec (rec_size bytes), MQ_ENOTFOUND, or a
  * ZooKeeper error. name must be valid for the caller's kind. */
 mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec);
+/* From memory only: MQ_OK and the record, MQ_ENOTFOUND (known absent), or
+ * MQ_EAGAIN when only ZooKeeper can tell. Never blocks on ZooKeeper. */
+mq_err_t br_reccache_peek(br_reccache_t *rc, const char *name, void *rec);
 /* Returns the record of name, creating want (a record named name) through
  * conf->create when there is none; MQ_OK also when another writer created
  * it first (then *rec is theirs). */

@@ -344,7 +344,8 @@ static void br_send_unpend(br_send_ctx_t *ctx)
 
 /* --- dispatch ------------------------------------------------------------------------- */
 
-static void br_send_dispatch_one(br_send_ctx_t *ctx, size_t i);
+static void br_send_dispatch_one(br_send_ctx_t *ctx, size_t i, bool may_block);
+static void br_send_route_one(br_send_ctx_t *ctx, size_t i, bool may_block);
 
 typedef struct br_send_retry {
     br_send_ctx_t *ctx;
@@ -354,8 +355,25 @@ typedef struct br_send_retry {
 static void br_send_retry_task(void *arg)
 {
     br_send_retry_t *r = arg;
-    br_send_dispatch_one(r->ctx, r->idx);
+    br_send_dispatch_one(r->ctx, r->idx, true);
     free(r);
+}
+
+static void br_send_later_task(void *arg)
+{
+    br_send_retry_t *r = arg;
+    br_send_route_one(r->ctx, r->idx, true);
+    free(r);
+}
+
+/* Routes message i on an executor, where ZooKeeper may be asked: the gRPC
+ * thread found its topic or its owner missing from memory. */
+static void br_send_later(br_send_ctx_t *ctx, size_t i)
+{
+    br_send_retry_t *r = mq_malloc(sizeof(*r));
+    r->ctx = ctx;
+    r->idx = i;
+    mq_executor_submit(ctx->srv->ex, ctx->key, br_send_later_task, r);
 }
 
 /* Tries message i again later, or fails it once the deadline passed. The
@@ -503,7 +521,10 @@ static void br_send_forward(br_send_ctx_t *ctx, size_t i, const char *endpoint)
 }
 
 /* Sends message i to its queue: here, or to the owner. @thread queue executor */
-static void br_send_dispatch_one(br_send_ctx_t *ctx, size_t i)
+/* Appends message i to its queue here, forwards it to the owner, or retries
+ * while the queue has none. Without may_block (the gRPC thread), a queue not
+ * served here goes to an executor first (the owner may have to be read). */
+static void br_send_dispatch_one(br_send_ctx_t *ctx, size_t i, bool may_block)
 {
     br_server_t *srv = ctx->srv;
     br_send_msg_t *sm = &ctx->msgs[i];
@@ -530,6 +551,10 @@ static void br_send_dispatch_one(br_send_ctx_t *ctx, size_t i)
         }
         return;
     }
+    if (!may_block) {
+        br_send_later(ctx, i);
+        return;
+    }
     br_broker_info_t owner;
     bool self = false;
     if (ctx->forced_queue < 0 &&
@@ -551,58 +576,61 @@ static uint32_t br_send_hash(const char *s)
     return h;
 }
 
-/* Resolves topics and queues, then dispatches. @thread queue executor */
-static void br_send_dispatch_task(void *arg)
+/* Resolves message i's topic and queue, then dispatches it; the caller holds
+ * a pending count for it. may_block as in br_send_dispatch_one; without it a
+ * topic not in memory sends the message to an executor. */
+static void br_send_route_one(br_send_ctx_t *ctx, size_t i, bool may_block)
 {
-    br_send_ctx_t *ctx = arg;
     br_server_t *srv = ctx->srv;
-    for (size_t i = 0; i < ctx->n; i++) {
-        br_send_msg_t *sm = &ctx->msgs[i];
-        if (sm->code != apache_rocketmq_v2_Code_OK) {
-            continue;
-        }
-        br_topic_t t;
-        mq_err_t err = br_server_topic(srv, sm->topic, srv->conf->autoCreateTopicEnable, &t);
-        if (err != MQ_OK) {
-            sm->code =
-                err == MQ_ENOTFOUND ? apache_rocketmq_v2_Code_TOPIC_NOT_FOUND : br_status_code(err);
-            sm->why = err == MQ_ENOTFOUND ? "topic does not exist" : mq_err_str(err);
-            continue;
-        }
-        if (!(t.perm & BR_PERM_WRITE)) {
-            sm->code = apache_rocketmq_v2_Code_FORBIDDEN;
-            sm->why = "topic is not writable";
-            continue;
-        }
-        if (!br_msg_type_accepts(t.type, sm->type)) {
-            sm->code = apache_rocketmq_v2_Code_MESSAGE_PROPERTY_CONFLICT_WITH_TYPE;
-            sm->why = "the topic does not accept this message type";
-            continue;
-        }
-        if (ctx->forced_queue >= 0) {
-            sm->queue = ctx->forced_queue < t.queues ? ctx->forced_queue : -1;
-        } else if (sm->group) {
-            sm->queue = (int)(br_send_hash(sm->group) % (uint32_t)t.queues);
-        } else {
-            int local[BR_TOPIC_MAX_QUEUES];
-            int nl = br_queue_local(srv, t.name, local, BR_TOPIC_MAX_QUEUES);
-            /* Sticky: every normal message of a time slice goes to the same
-             * local queue, so they pack into few entries (fewer bookie adds
-             * and fsyncs than spreading each message to its own entry). */
-            uint64_t stick = (uint64_t)srv->conf->sendQueueStickyMicros * 1000u;
-            uint64_t rr =
-                stick ? mq_now_ns() / stick : __atomic_fetch_add(&srv->rr, 1, __ATOMIC_RELAXED);
-            sm->queue = nl > 0 ? local[rr % (uint64_t)nl] : (int)(rr % (uint64_t)t.queues);
-        }
-        if (sm->queue < 0) {
-            sm->code = apache_rocketmq_v2_Code_BAD_REQUEST;
-            sm->why = "forwarded to a queue the topic does not have";
-            continue;
-        }
-        atomic_fetch_add(&ctx->pending, 1);
-        br_send_dispatch_one(ctx, i);
+    br_send_msg_t *sm = &ctx->msgs[i];
+    br_topic_t t;
+    mq_err_t err = may_block ? br_server_topic(srv, sm->topic, srv->conf->autoCreateTopicEnable, &t)
+                             : br_topics_peek(srv->topics, sm->topic, &t);
+    if (!may_block && err != MQ_OK) {
+        br_send_later(ctx, i);
+        return;
     }
-    br_send_unpend(ctx);
+    if (err != MQ_OK) {
+        sm->code =
+            err == MQ_ENOTFOUND ? apache_rocketmq_v2_Code_TOPIC_NOT_FOUND : br_status_code(err);
+        sm->why = err == MQ_ENOTFOUND ? "topic does not exist" : mq_err_str(err);
+        br_send_unpend(ctx);
+        return;
+    }
+    if (!(t.perm & BR_PERM_WRITE)) {
+        sm->code = apache_rocketmq_v2_Code_FORBIDDEN;
+        sm->why = "topic is not writable";
+        br_send_unpend(ctx);
+        return;
+    }
+    if (!br_msg_type_accepts(t.type, sm->type)) {
+        sm->code = apache_rocketmq_v2_Code_MESSAGE_PROPERTY_CONFLICT_WITH_TYPE;
+        sm->why = "the topic does not accept this message type";
+        br_send_unpend(ctx);
+        return;
+    }
+    if (ctx->forced_queue >= 0) {
+        sm->queue = ctx->forced_queue < t.queues ? ctx->forced_queue : -1;
+    } else if (sm->group) {
+        sm->queue = (int)(br_send_hash(sm->group) % (uint32_t)t.queues);
+    } else {
+        int local[BR_TOPIC_MAX_QUEUES];
+        int nl = br_queue_local(srv, t.name, local, BR_TOPIC_MAX_QUEUES);
+        /* Sticky: every normal message of a time slice goes to the same
+         * local queue, so they pack into few entries (fewer bookie adds
+         * and fsyncs than spreading each message to its own entry). */
+        uint64_t stick = (uint64_t)srv->conf->sendQueueStickyMicros * 1000u;
+        uint64_t rr =
+            stick ? mq_now_ns() / stick : __atomic_fetch_add(&srv->rr, 1, __ATOMIC_RELAXED);
+        sm->queue = nl > 0 ? local[rr % (uint64_t)nl] : (int)(rr % (uint64_t)t.queues);
+    }
+    if (sm->queue < 0) {
+        sm->code = apache_rocketmq_v2_Code_BAD_REQUEST;
+        sm->why = "forwarded to a queue the topic does not have";
+        br_send_unpend(ctx);
+        return;
+    }
+    br_send_dispatch_one(ctx, i, may_block);
 }
 
 void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg)
@@ -663,6 +691,15 @@ void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg
     }
     ctx->deadline_ms = now + budget;
     ctx->key = mq_mix64((uintptr_t)ctx);
+    /* Routed here on the gRPC thread: the common case (topic in memory, queue
+     * served here) appends without a hop through an executor; the rest goes
+     * to one (br_send_later). The extra count keeps ctx until the loop ends. */
     atomic_init(&ctx->pending, 1);
-    mq_executor_submit(srv->ex, ctx->key, br_send_dispatch_task, ctx);
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (ctx->msgs[i].code == apache_rocketmq_v2_Code_OK) {
+            atomic_fetch_add(&ctx->pending, 1);
+            br_send_route_one(ctx, i, false);
+        }
+    }
+    br_send_unpend(ctx);
 }

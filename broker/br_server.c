@@ -51,7 +51,10 @@ rpc_channel_t *br_server_peer(br_server_t *srv, const char *endpoint)
     while (p && strcmp(p->endpoint, endpoint) != 0) {
         p = p->next;
     }
-    if (!p) {
+    if (!p && !srv->rpc_client && rpc_client_new(&srv->rpc_client) != MQ_OK) {
+        srv->rpc_client = NULL;
+    }
+    if (!p && srv->rpc_client) {
         rpc_channel_t *ch;
         if (rpc_channel_new(srv->rpc_client, endpoint, &ch) == MQ_OK) {
             p = mq_calloc(1, sizeof(*p));
@@ -255,8 +258,7 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
     if ((err = br_topics_new(srv->zk, srv->root, &srv->topics)) != MQ_OK ||
         (err = br_groups_new(srv->zk, srv->root, &srv->groups)) != MQ_OK ||
         (err = br_recv_init(srv)) != MQ_OK ||
-        (err = meta_bookies_new(srv->zk, srv->root, NULL, NULL, &srv->bookies)) != MQ_OK ||
-        (err = rpc_client_new(&srv->rpc_client)) != MQ_OK) {
+        (err = meta_bookies_new(srv->zk, srv->root, NULL, NULL, &srv->bookies)) != MQ_OK) {
         snprintf(errbuf, errlen, "cannot start: %s", mq_err_str(err));
         br_srv_free(srv);
         return err;

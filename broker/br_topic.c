@@ -385,6 +385,14 @@ mq_err_t br_topics_get(br_topics_t *tc, const char *name, br_topic_t *out)
     return br_reccache_get(tc->rc, name, out);
 }
 
+mq_err_t br_topics_peek(br_topics_t *tc, const char *name, br_topic_t *out)
+{
+    if (!tc || !out || !br_topic_name_valid(name)) {
+        return MQ_EINVAL;
+    }
+    return br_reccache_peek(tc->rc, name, out);
+}
+
 /* @thread any but the zk event thread */
 mq_err_t br_topics_ensure(br_topics_t *tc, const br_topic_t *want, br_topic_t *out)
 {

@@ -69,6 +69,8 @@ mq_err_t br_topics_new(zk_client_t *zk, const char *root, br_topics_t **out);
 void br_topics_free(br_topics_t *tc);
 /* MQ_OK and *out, or MQ_ENOTFOUND. */
 mq_err_t br_topics_get(br_topics_t *tc, const char *name, br_topic_t *out);
+/* br_topics_get from memory only: MQ_EAGAIN when ZooKeeper must be asked. */
+mq_err_t br_topics_peek(br_topics_t *tc, const char *name, br_topic_t *out);
 /* Creates (if absent) and returns the record; MQ_OK also when another broker
  * created it first. */
 mq_err_t br_topics_ensure(br_topics_t *tc, const br_topic_t *want, br_topic_t *out);

@@ -100,4 +100,14 @@ static inline uint64_t mq_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* base +- pct percent, drawn uniformly; *state is the generator's state
+ * (seed it once, e.g. with mq_mix64 of a clock and a pid). Periodic work of
+ * processes started together uses it so that it does not stay in step. */
+static inline uint64_t mq_jitter(uint64_t base, unsigned pct, uint64_t *state)
+{
+    *state = mq_mix64(*state);
+    uint64_t span = base / 100 * pct * 2 + base % 100 * pct * 2 / 100;
+    return base - span / 2 + (span ? *state % span : 0);
+}
+
 #endif

@@ -719,6 +719,70 @@ static void test_reuse_at_open(void)
     t_rmdir(dir);
 }
 
+/* --- paced preallocation ---------------------------------------------------------- */
+
+static bool t_alloc_waits(void *arg)
+{
+    bk_journal_stats_t st;
+    bk_journal_get_stats(arg, &st);
+    return st.prealloc_waits > 0;
+}
+
+/* With paced_prealloc the next file's zeros follow the writer an eighth of a
+ * file ahead (they used to go flat out at once, and every bookie on a disk
+ * rolled over together: adds stalled behind the writeback); a writer that
+ * catches up gets the rest at once and loses nothing. */
+static void test_paced_prealloc(void)
+{
+    char *dir = t_dir("journal-paced");
+    t_ctx_t ctx;
+    t_ctx_init(&ctx, 512);
+    const uint64_t file = 1 << 20;
+    const uint64_t chunk = 64 << 10;
+    bk_journal_opts_t o = t_opts(dir, file, 512);
+    o.prealloc_size = chunk;
+    o.paced_prealloc = true;
+    CU_ASSERT_EQUAL_FATAL(bk_journal_open(&o, &ctx.j), MQ_OK);
+    uint64_t cur = bk_journal_test_current_file(ctx.j);
+    for (int i = 0; i < 10; i++) {
+        CU_ASSERT_EQUAL(t_append(&ctx, 0, i, t_len_small), MQ_OK);
+    }
+    CU_ASSERT_TRUE(t_wait_acked(&ctx, 10));
+    /* The writer is ~5 KiB in: the allocator stops an eighth (128 KiB) ahead. */
+    CU_ASSERT_TRUE_FATAL(mq_test_wait(t_alloc_waits, ctx.j, 10000));
+    bk_journal_stats_t st;
+    bk_journal_get_stats(ctx.j, &st);
+    /* The first file was written whole by open. */
+    CU_ASSERT_TRUE(st.prealloc_bytes >= file + file / 8);
+    CU_ASSERT_TRUE(st.prealloc_bytes <= file + file / 8 + chunk);
+    char next[PATH_MAX];
+    t_journal_file(next, sizeof(next), dir, cur + 1);
+    CU_ASSERT_EQUAL(access(next, F_OK), -1);
+
+    /* Write two and a half files' worth: the allocator keeps ahead, the
+     * writer rolls over twice (waiting for the rest when it catches up),
+     * nothing fails. */
+    uint64_t n = 10;
+    for (uint64_t bytes = 0; bytes < 5 * file / 2; n++) {
+        bytes += t_len_small(ctx.next_g) + 64;
+        CU_ASSERT_EQUAL(t_append(&ctx, 0, (int64_t)n, t_len_small), MQ_OK);
+    }
+    CU_ASSERT_TRUE(t_wait_acked(&ctx, n));
+    CU_ASSERT_EQUAL(atomic_load(&ctx.errors), 0);
+    CU_ASSERT_TRUE(bk_journal_test_current_file(ctx.j) >= cur + 2);
+    bk_journal_get_stats(ctx.j, &st);
+    CU_ASSERT_TRUE(st.files_created >= 2);
+    bk_journal_close(ctx.j);
+    ctx.j = NULL;
+
+    t_replayed_t r;
+    bk_journal_replay_stats_t rs;
+    CU_ASSERT_EQUAL(t_replay(dir, (bk_journal_pos_t){0, 0}, &r, &rs), MQ_OK);
+    CU_ASSERT_TRUE(t_replay_is(&r, 0, n));
+    free(r.v);
+    t_rmdir(dir);
+}
+
 /* --- kill -9 ------------------------------------------------------------------------ */
 
 static int t_kill_pipe = -1;       /* child: acknowledgements to the parent */
@@ -828,6 +892,7 @@ int main(int argc, char **argv)
         {"sync off, and close drains the queue", test_nosync_and_close_drains},
         {"bad header skipped, bad arguments refused", test_bad_header_and_limits},
         {"an empty newest file is reused at open", test_reuse_at_open},
+        {"new files are zero-filled at the writer's pace", test_paced_prealloc},
         {"kill -9 loses nothing acknowledged", test_kill9},
         CU_TEST_INFO_NULL,
     };
