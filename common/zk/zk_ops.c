@@ -485,6 +485,8 @@ mq_err_t zk_ops_exists_waiter(zk_client_t *zk, const char *path, zk_waiter_t *wa
 }
 
 /* Creates the node at full (chrooted already). */
+#define ZK_OPS_MAX_DEPTH 32 /* path components created in one multi */
+
 static mq_err_t zk_ops_create_full(zk_client_t *zk, const char *full, const char *upath,
                                    const void *data, size_t len, int mode, char **created)
 {
@@ -554,6 +556,75 @@ mq_err_t zk_create(zk_client_t *zk, const char *path, const void *data, size_t l
     return err;
 }
 
+/*
+ * The missing ancestors of path (a user path), created in one multi, with the
+ * node itself when with_node. ZooKeeper logs and syncs every write request,
+ * failed ones included, so creating each component of the chain in turn cost
+ * one fsync per component even where it existed; the exists() calls that
+ * find the first present ancestor are reads. MQ_ENOTFOUND when no ancestor
+ * exists (the chroot itself is missing): the caller goes the long way.
+ */
+static mq_err_t zk_ops_create_chain(zk_client_t *zk, const char *path, const void *data, size_t len,
+                                    int flags, bool with_node)
+{
+    size_t plen = strlen(path);
+    char *buf = mq_malloc(plen + 1);
+    memcpy(buf, path, plen + 1);
+    /* Cut at each '/' from the deepest; stop at the first ancestor present. */
+    size_t nmissing = 0;
+    size_t cut[ZK_OPS_MAX_DEPTH];
+    bool found = false;
+    for (size_t i = plen; i > 0 && nmissing < ZK_OPS_MAX_DEPTH;) {
+        while (i > 0 && buf[i - 1] != '/') {
+            i--;
+        }
+        if (i <= 1) {
+            break; /* reached "/" */
+        }
+        i--; /* at the '/' */
+        buf[i] = '\0';
+        mq_err_t err = zk_exists(zk, buf, NULL);
+        buf[i] = '/';
+        if (err == MQ_OK) {
+            found = true;
+            break;
+        }
+        if (err != MQ_ENOTFOUND) {
+            free(buf);
+            return err;
+        }
+        cut[nmissing++] = i;
+    }
+    if (!found && nmissing < ZK_OPS_MAX_DEPTH && zk_exists(zk, "/", NULL) == MQ_OK) {
+        found = true;
+    }
+    if (!found) {
+        free(buf);
+        return MQ_ENOTFOUND;
+    }
+    zk_op_t ops[ZK_OPS_MAX_DEPTH + 1];
+    char *paths[ZK_OPS_MAX_DEPTH];
+    size_t n = 0;
+    for (size_t k = nmissing; k > 0; k--) {
+        paths[n] = mq_malloc(cut[k - 1] + 1);
+        memcpy(paths[n], path, cut[k - 1]);
+        paths[n][cut[k - 1]] = '\0';
+        ops[n] = (zk_op_t){.type = ZK_OP_CREATE, .path = paths[n], .flags = ZK_PERSISTENT};
+        n++;
+    }
+    size_t nparents = n;
+    if (with_node) {
+        ops[n++] =
+            (zk_op_t){.type = ZK_OP_CREATE, .path = path, .data = data, .len = len, .flags = flags};
+    }
+    mq_err_t err = zk_multi(zk, ops, n, NULL);
+    for (size_t k = 0; k < nparents; k++) {
+        free(paths[k]);
+    }
+    free(buf);
+    return err;
+}
+
 mq_err_t zk_create_parents(zk_client_t *zk, const char *path, const void *data, size_t len,
                            int flags, char *created, size_t created_cap)
 {
@@ -568,6 +639,9 @@ mq_err_t zk_create_parents(zk_client_t *zk, const char *path, const void *data, 
         return err;
     }
     char *name = NULL;
+    /* The node goes into the multi unless its created name is wanted (the
+     * multi does not hand it back here). */
+    bool with_node = !created && !(flags & ZK_SEQUENTIAL);
     /* Optimistic first: parents usually exist. A parent deleted again while
      * we create the chain costs another round, a few at most. */
     for (int round = 0; round < 4; round++) {
@@ -575,7 +649,19 @@ mq_err_t zk_create_parents(zk_client_t *zk, const char *path, const void *data, 
         if (err != MQ_ENOTFOUND) {
             break;
         }
-        /* The chain includes the chroot's own components. */
+        err = zk_ops_create_chain(zk, path, data, len, flags, with_node);
+        if (err == MQ_OK && with_node) {
+            break;
+        }
+        if (err == MQ_OK || err == MQ_EEXIST) {
+            /* Parents in place (or made by someone else meanwhile). */
+            continue;
+        }
+        if (err != MQ_ENOTFOUND) {
+            goto out;
+        }
+        /* No ancestor at all: the chain includes the chroot's own
+         * components, created one by one. */
         for (char *slash = strchr(full + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
             *slash = '\0';
             mq_err_t perr = zk_ops_create_full(zk, full, path, NULL, 0, ZOO_PERSISTENT, NULL);

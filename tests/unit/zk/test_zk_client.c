@@ -184,6 +184,29 @@ static void test_create_parents(void)
     CU_ASSERT_EQUAL(st.ephemeral_owner, zk_client_session_id(zk));
     CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/a/e", &st), MQ_OK);
     CU_ASSERT_EQUAL(st.ephemeral_owner, 0);
+    /* The missing part of a chain is created in one transaction (one write
+     * for ZooKeeper to log and sync, not one per component). */
+    CU_ASSERT_EQUAL(zk_create_parents(zk, "/t_par/g/h/i/j", "j", 1, ZK_PERSISTENT, NULL, 0), MQ_OK);
+    zk_stat_t sa;
+    zk_stat_t sg;
+    zk_stat_t sj;
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/a", &sa), MQ_OK);
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/g", &sg), MQ_OK);
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/g/h/i/j", &sj), MQ_OK);
+    CU_ASSERT_EQUAL(sg.czxid, sj.czxid);
+    CU_ASSERT_NOT_EQUAL(sa.czxid, sj.czxid);
+    CU_ASSERT_TRUE(t_data_is(zk, "/t_par/g/h/i/j", "j"));
+    CU_ASSERT_TRUE(t_data_is(zk, "/t_par/g/h", ""));
+    /* Asked for its name: the parents go in one transaction, the node after. */
+    char name[64];
+    CU_ASSERT_EQUAL(
+        zk_create_parents(zk, "/t_par/k/l/m", "m", 1, ZK_PERSISTENT, name, sizeof(name)), MQ_OK);
+    CU_ASSERT_STRING_EQUAL(name, "/t_par/k/l/m");
+    zk_stat_t sk;
+    zk_stat_t sl;
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/k", &sk), MQ_OK);
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/k/l", &sl), MQ_OK);
+    CU_ASSERT_EQUAL(sk.czxid, sl.czxid);
     zk_client_free(zk);
 }
 
