@@ -342,7 +342,7 @@ static mq_err_t br_reccache_load(br_reccache_t *rc, const char *name, void *rec)
 
 /* @thread any but the zk event thread (blocks on a miss); @locks mu, then
  * load_mu on a miss (inside) */
-mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec)
+mq_err_t br_reccache_peek(br_reccache_t *rc, const char *name, void *rec)
 {
     if (!rc || !name || !rec) {
         return MQ_EINVAL;
@@ -350,6 +350,12 @@ mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec)
     pthread_mutex_lock(&rc->mu);
     mq_err_t err = br_reccache_lookup_locked(rc, name, rec);
     pthread_mutex_unlock(&rc->mu);
+    return err;
+}
+
+mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec)
+{
+    mq_err_t err = br_reccache_peek(rc, name, rec);
     if (err != MQ_EAGAIN) {
         return err;
     }
@@ -362,17 +368,6 @@ mq_err_t br_reccache_get(br_reccache_t *rc, const char *name, void *rec)
         err = br_reccache_load(rc, name, rec);
     }
     pthread_mutex_unlock(&rc->load_mu);
-    return err;
-}
-
-mq_err_t br_reccache_peek(br_reccache_t *rc, const char *name, void *rec)
-{
-    if (!rc || !name || !rec) {
-        return MQ_EINVAL;
-    }
-    pthread_mutex_lock(&rc->mu);
-    mq_err_t err = br_reccache_lookup_locked(rc, name, rec);
-    pthread_mutex_unlock(&rc->mu);
     return err;
 }
 
