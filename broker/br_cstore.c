@@ -287,7 +287,8 @@ static mq_err_t br_cstore_zk_write(zk_client_t *zk, const char *path, const char
     for (;;) {
         zk_stat_t st;
         if (!unsure && *version < 0) {
-            err = zk_create_parents(zk, path, data, len, ZK_PERSISTENT, NULL, 0);
+            /* Read absent just before: one write with its parents. */
+            err = zk_create_chain(zk, path, data, len, ZK_PERSISTENT);
             if (err == MQ_OK) {
                 *version = 0;
                 return MQ_OK;

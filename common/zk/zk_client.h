@@ -111,6 +111,13 @@ mq_err_t zk_create(zk_client_t *zk, const char *path, const void *data, size_t l
 /* As zk_create, creating missing parents as empty persistent nodes first. */
 mq_err_t zk_create_parents(zk_client_t *zk, const char *path, const void *data, size_t len,
                            int flags, char *created, size_t created_cap);
+/* As zk_create_parents for a node the caller believes absent (flags without
+ * ZK_SEQUENTIAL): the missing ancestors are found with exists() reads and
+ * created with the node in one transaction, so ZooKeeper logs and syncs one
+ * write (zk_create_parents first tries the node alone, a failed write when a
+ * parent is missing). MQ_EEXIST when the node exists after all. */
+mq_err_t zk_create_chain(zk_client_t *zk, const char *path, const void *data, size_t len,
+                         int flags);
 /* Sets data if the node's version equals version (-1: any). The new stat is
  * returned in stat (may be NULL). */
 mq_err_t zk_set(zk_client_t *zk, const char *path, const void *data, size_t len, int32_t version,

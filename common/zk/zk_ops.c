@@ -562,7 +562,8 @@ mq_err_t zk_create(zk_client_t *zk, const char *path, const void *data, size_t l
  * failed ones included, so creating each component of the chain in turn cost
  * one fsync per component even where it existed; the exists() calls that
  * find the first present ancestor are reads. MQ_ENOTFOUND when no ancestor
- * exists (the chroot itself is missing): the caller goes the long way.
+ * exists (the chroot itself is missing): the caller goes the long way;
+ * MQ_EAGAIN when a missing parent was created meanwhile: look again.
  */
 static mq_err_t zk_ops_create_chain(zk_client_t *zk, const char *path, const void *data, size_t len,
                                     int flags, bool with_node)
@@ -617,7 +618,12 @@ static mq_err_t zk_ops_create_chain(zk_client_t *zk, const char *path, const voi
         ops[n++] =
             (zk_op_t){.type = ZK_OP_CREATE, .path = path, .data = data, .len = len, .flags = flags};
     }
-    mq_err_t err = zk_multi(zk, ops, n, NULL);
+    size_t failed = n;
+    mq_err_t err = zk_multi(zk, ops, n, &failed);
+    if (err == MQ_EEXIST && failed < nparents) {
+        /* A parent appeared since we looked (a sibling's chain): look again. */
+        err = MQ_EAGAIN;
+    }
     for (size_t k = 0; k < nparents; k++) {
         free(paths[k]);
     }
@@ -653,7 +659,7 @@ mq_err_t zk_create_parents(zk_client_t *zk, const char *path, const void *data, 
         if (err == MQ_OK && with_node) {
             break;
         }
-        if (err == MQ_OK || err == MQ_EEXIST) {
+        if (err == MQ_OK || err == MQ_EEXIST || err == MQ_EAGAIN) {
             /* Parents in place (or made by someone else meanwhile). */
             continue;
         }
@@ -678,6 +684,30 @@ out:
     }
     free(name);
     free(full);
+    return err;
+}
+
+mq_err_t zk_create_chain(zk_client_t *zk, const char *path, const void *data, size_t len, int flags)
+{
+    int mode;
+    if (flags & ZK_SEQUENTIAL) {
+        return MQ_EINVAL;
+    }
+    mq_err_t err = zk_ops_create_check(zk, path, data, len, flags, NULL, 0, &mode);
+    if (err != MQ_OK) {
+        return err;
+    }
+    for (int round = 0; round < 4; round++) {
+        err = zk_ops_create_chain(zk, path, data, len, flags, true);
+        if (err != MQ_EAGAIN) {
+            break;
+        }
+    }
+    if (err == MQ_ENOTFOUND || err == MQ_EAGAIN) {
+        /* No ancestor at all (the chroot is missing), or one went away
+         * meanwhile: the long way handles both. */
+        err = zk_create_parents(zk, path, data, len, flags, NULL, 0);
+    }
     return err;
 }
 

@@ -207,6 +207,69 @@ static void test_create_parents(void)
     CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/k", &sk), MQ_OK);
     CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/k/l", &sl), MQ_OK);
     CU_ASSERT_EQUAL(sk.czxid, sl.czxid);
+    /* zk_create_chain: the same in one transaction whether or not parents
+     * are missing; an existing node is refused. */
+    CU_ASSERT_EQUAL(zk_create_chain(zk, "/t_par/n/o/p", "p", 1, ZK_PERSISTENT), MQ_OK);
+    zk_stat_t sn;
+    zk_stat_t sp;
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/n", &sn), MQ_OK);
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/n/o/p", &sp), MQ_OK);
+    CU_ASSERT_EQUAL(sn.czxid, sp.czxid);
+    CU_ASSERT_TRUE(t_data_is(zk, "/t_par/n/o/p", "p"));
+    CU_ASSERT_EQUAL(zk_create_chain(zk, "/t_par/n/o/p2", "q", 1, ZK_EPHEMERAL), MQ_OK);
+    CU_ASSERT_EQUAL(zk_exists(zk, "/t_par/n/o/p2", &sp), MQ_OK);
+    CU_ASSERT_EQUAL(sp.ephemeral_owner, zk_client_session_id(zk));
+    CU_ASSERT_EQUAL(zk_create_chain(zk, "/t_par/n/o/p", "x", 1, ZK_PERSISTENT), MQ_EEXIST);
+    CU_ASSERT_TRUE(t_data_is(zk, "/t_par/n/o/p", "p"));
+    CU_ASSERT_EQUAL(zk_create_chain(zk, "/t_par/s-", NULL, 0, ZK_SEQUENTIAL), MQ_EINVAL);
+    zk_client_free(zk);
+}
+
+typedef struct t_sib {
+    zk_client_t *zk;
+    int idx;
+    int errors;
+} t_sib_t;
+
+static void *t_sibling_main(void *arg)
+{
+    t_sib_t *s = arg;
+    for (int round = 0; round < 20; round++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/t_sib/%d/a/b/n%d", round, s->idx);
+        if (zk_create_chain(s->zk, path, "x", 1, ZK_PERSISTENT) != MQ_OK) {
+            s->errors++;
+        }
+    }
+    return NULL;
+}
+
+/* Siblings whose chains share missing parents, created at once (a new
+ * group's cursors, one per queue): every one succeeds, though the parents
+ * appear under the others' feet. */
+static void test_create_chain_siblings(void)
+{
+    zk_client_t *zk = t_client();
+    enum { N = 8 };
+    pthread_t th[N];
+    t_sib_t sib[N];
+    for (int i = 0; i < N; i++) {
+        sib[i] = (t_sib_t){zk, i, 0};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, t_sibling_main, &sib[i]), 0);
+    }
+    int errors = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        errors += sib[i].errors;
+    }
+    CU_ASSERT_EQUAL(errors, 0);
+    for (int round = 0; round < 20; round++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/t_sib/%d/a/b", round);
+        zk_stat_t st;
+        CU_ASSERT_EQUAL(zk_exists(zk, path, &st), MQ_OK);
+        CU_ASSERT_EQUAL(st.num_children, N);
+    }
     zk_client_free(zk);
 }
 
@@ -1026,6 +1089,7 @@ int main(void)
     static CU_TestInfo tests[] = {
         {"CRUD and compare-and-set", test_crud_and_cas},
         {"create with parents", test_create_parents},
+        {"sibling chains created at once", test_create_chain_siblings},
         {"sequential names increase", test_sequential_names_increase},
         {"children sorted bytewise", test_children_sorted},
         {"multi is atomic, reports the failing op", test_multi_is_atomic},
