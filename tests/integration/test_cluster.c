@@ -552,15 +552,19 @@ static void test_overload(void)
     CU_ASSERT_TRUE(mq_test_wait(t_shed, &hot, T_WAIT_MS));
     CU_ASSERT_EQUAL(t_count(1) + t_count(2), 11);
     t_check_clean();
-    /* Back to even load: the counts stay put for the grace period (reports
-     * come every 200 ms, rebalances follow them), then even out again. */
+    /* Back to even load: the counts stay put for the grace period, then
+     * even out again. The grace runs from the last rebalance that saw the
+     * broker overloaded: up to one rebalance tick (1 s) before even_at, more
+     * on a starved machine (a fresh-clone CI run under a CPU hog evened out
+     * less than 2 s after even_at). Without the grace they even out at the next
+     * report and rebalance, a few hundred ms. */
     uint64_t even_at = mq_now_ms();
     for (int b = 0; b < 3; b++) {
         atomic_store(&t_b[b].load, 0);
     }
     t_expect_t e = {{4, 4, 4, 0}, true};
     CU_ASSERT_TRUE(mq_test_wait(t_settled, &e, T_WAIT_MS));
-    CU_ASSERT(mq_now_ms() - even_at >= T_GRACE_MS - 1000);
+    CU_ASSERT(mq_now_ms() - even_at >= T_GRACE_MS / 2);
     t_check_clean();
     T_CASE_END();
 }
