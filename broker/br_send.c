@@ -63,6 +63,10 @@ typedef struct br_send_ctx {
     rpc_call_t *call;
     char client_id[128];
     int forced_queue; /* -1, or the queue a forwarding broker named */
+    /* A message of this request went to an executor from the gRPC thread:
+     * the ones after it follow it there, so a message group's order within
+     * one request holds. Touched on the gRPC thread only. */
+    bool deferred;
     uint64_t deadline_ms;
     size_t n;
     br_send_msg_t *msgs;
@@ -367,9 +371,11 @@ static void br_send_later_task(void *arg)
 }
 
 /* Routes message i on an executor, where ZooKeeper may be asked: the gRPC
- * thread found its topic or its owner missing from memory. */
+ * thread found its topic or its owner missing from memory (or an earlier
+ * message of the request). @thread gRPC */
 static void br_send_later(br_send_ctx_t *ctx, size_t i)
 {
+    ctx->deferred = true;
     br_send_retry_t *r = mq_malloc(sizeof(*r));
     r->ctx = ctx;
     r->idx = i;
@@ -520,7 +526,6 @@ static void br_send_forward(br_send_ctx_t *ctx, size_t i, const char *endpoint)
     }
 }
 
-/* Sends message i to its queue: here, or to the owner. @thread queue executor */
 /* Appends message i to its queue here, forwards it to the owner, or retries
  * while the queue has none. Without may_block (the gRPC thread), a queue not
  * served here goes to an executor first (the owner may have to be read). */
@@ -698,7 +703,11 @@ void br_send_on_call(rpc_call_t *call, const uint8_t *req, size_t len, void *arg
     for (size_t i = 0; i < ctx->n; i++) {
         if (ctx->msgs[i].code == apache_rocketmq_v2_Code_OK) {
             atomic_fetch_add(&ctx->pending, 1);
-            br_send_route_one(ctx, i, false);
+            if (ctx->deferred) {
+                br_send_later(ctx, i);
+            } else {
+                br_send_route_one(ctx, i, false);
+            }
         }
     }
     br_send_unpend(ctx);
