@@ -414,7 +414,7 @@ static mq_err_t bk_journal_create(bk_journal_t *j, uint64_t id, bool paced, bk_j
             j->stats.prealloc_bytes += chunk;
             bool stop = j->alloc_stop;
             pthread_mutex_unlock(&j->lock);
-            if (!stop && paced && j->paced && off < j->file_size) {
+            if (!stop && paced && off < j->file_size) {
                 stop = bk_journal_alloc_pace(j, off);
             }
             if (stop && err == MQ_OK) {
@@ -931,7 +931,7 @@ static void *bk_journal_alloc_main(void *arg)
 
         bk_jfile_t *f = NULL;
         bool recycled = false;
-        mq_err_t err = bk_journal_prepare(j, id, has_old, old_id, true, &f, &recycled);
+        mq_err_t err = bk_journal_prepare(j, id, has_old, old_id, j->paced, &f, &recycled);
 
         pthread_mutex_lock(&j->lock);
         if (err == MQ_ESHUTDOWN) {
