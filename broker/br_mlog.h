@@ -63,15 +63,19 @@ typedef struct br_mlog_conf {
     int queue;
     mq_executor_t *executor; /* borrowed; the log's work runs on key */
     uint64_t key;
-    uint32_t linger_us;          /* batching window; default 200 */
-    size_t max_entry_bytes;      /* largest packed entry; default 256 KiB */
-    uint32_t max_inflight;       /* entries in flight at once (1..64); default 16 */
-    uint64_t rollover_bytes;     /* default 1 GiB */
-    uint64_t rollover_entries;   /* default 50000 */
-    uint32_t rollover_secs;      /* default 4 h */
-    uint32_t retention_hours;    /* fileReservedTime; default 72 */
-    size_t cache_bytes;          /* hot-tail cache of recent entries; default 4 MiB */
-    br_mlog_budget_t *budget;    /* borrowed; when set, replaces cache_bytes */
+    uint32_t linger_us;        /* batching window; default 200 */
+    size_t max_entry_bytes;    /* largest packed entry; default 256 KiB */
+    uint32_t max_inflight;     /* entries in flight at once (1..64); default 16 */
+    uint64_t rollover_bytes;   /* default 1 GiB */
+    uint64_t rollover_entries; /* default 50000 */
+    uint32_t rollover_secs;    /* default 4 h */
+    uint32_t retention_hours;  /* fileReservedTime; default 72 */
+    size_t cache_bytes;        /* hot-tail cache of recent entries; default 4 MiB */
+    br_mlog_budget_t *budget;  /* borrowed; when set, replaces cache_bytes */
+    /* Entries read back from bookies are kept for the next reads (a
+     * consumer takes an entry a few messages at a time): a few per log,
+     * charged to read_budget (borrowed; NULL: no such cache). */
+    br_mlog_budget_t *read_budget;
     br_mlog_fenced_cb on_fenced; /* may be NULL */
     void *arg;
 } br_mlog_conf_t;

@@ -155,6 +155,17 @@ typedef struct br_mlog_cache {
     br_mlog_budget_t *budget; /* shared, or NULL (conf.cache_bytes alone) */
 } br_mlog_cache_t;
 
+/* Entries read back from the bookies, kept per log (least recently used
+ * goes first). Entries never change once acknowledged, so a kept one stays
+ * right until the log trims its offsets. */
+#define BR_MLOG_RCACHE_SLOTS 4
+typedef struct br_mlog_rentry {
+    int64_t base;
+    uint32_t count;
+    uint64_t used;
+    mq_buf_t *buf; /* the entry's bytes; NULL: free slot */
+} br_mlog_rentry_t;
+
 /* What a read learned about one entry of a closed ledger. */
 typedef struct br_mlog_point {
     int64_t entry;
@@ -196,6 +207,18 @@ int br_mlog_search_apply(br_mlog_search_t *s, int64_t offset, int64_t entry, int
 /* The next entry to read, or -1 when the range is empty. */
 int64_t br_mlog_search_probe(br_mlog_search_t *s, int64_t offset);
 
+/* Most entries one read gathers: a reader asking for more messages than the
+ * entry holding its offset has gets the following entries too, taken from
+ * the caches or read from the bookies in parallel. */
+#define BR_MLOG_READ_SPAN 8
+
+struct br_mlog_rop;
+/* The callback argument of one part's bookie read. */
+typedef struct br_mlog_rpart {
+    struct br_mlog_rop *rop;
+    int i;
+} br_mlog_rpart_t;
+
 /* One br_mlog_read in progress. */
 typedef struct br_mlog_rop {
     struct br_mlog_rop *next; /* in rh->waiters */
@@ -210,6 +233,14 @@ typedef struct br_mlog_rop {
     /* Answer of the read in flight (loop thread, then executor). */
     mq_err_t err;
     mq_slice_t payload;
+    int64_t lentries; /* entries of the closed ledger searched */
+    /* The entries gathered for the answer: parts[0] holds offset, each next
+     * one follows the one before (set by the loop thread's read answers,
+     * read once pending drops to 0). */
+    mq_slice_t parts[BR_MLOG_READ_SPAN];
+    br_mlog_rpart_t pargs[BR_MLOG_READ_SPAN];
+    int nparts;
+    atomic_int pending;
 } br_mlog_rop_t;
 
 typedef enum br_mlog_state {
@@ -282,6 +313,8 @@ struct br_mlog {
     size_t nindex;
     size_t index_cap;
     br_mlog_cache_t cache;
+    br_mlog_rentry_t rcache[BR_MLOG_RCACHE_SLOTS];
+    uint64_t rcache_tick;
     br_mlog_info_t view;
     br_mlog_rh_t **rhs;
     size_t nrhs;
@@ -321,6 +354,8 @@ void br_mlog_roll_start(br_mlog_t *ml);
 void br_mlog_cache_put(br_mlog_t *ml, const br_mlog_batch_t *b);
 void br_mlog_cache_trim(br_mlog_t *ml, int64_t below);
 void br_mlog_cache_fini(br_mlog_cache_t *cache);
+/* Drops the kept read entries wholly below offset (all: INT64_MAX). */
+void br_mlog_rcache_trim(br_mlog_t *ml, int64_t below);
 /* Adopts an open handle on the closed ledger id as a read handle. */
 void br_mlog_rh_adopt(br_mlog_t *ml, uint64_t id, lc_ledger_t *lh);
 /* Drops read handles on ledgers the view no longer lists (trimmed). */

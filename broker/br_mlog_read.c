@@ -15,6 +15,15 @@
  * entry. Closed ledgers are read through a few handles kept open (LRU),
  * opened lazily by a helper thread since opening reads ZooKeeper.
  *
+ * A read asking for more messages than the entry holding its offset has
+ * gathers the entries after it too (up to BR_MLOG_READ_SPAN: in the current
+ * ledger the index names them; in a closed one they follow the entry the
+ * search found), from the caches or read from the bookies in parallel, so a
+ * consumer's batch costs one round trip, not one per entry. Entries read
+ * from bookies are kept a while (a few per log, within a budget shared by
+ * the broker's logs, conf.read_budget): consumers take an entry a few
+ * messages at a time, and the next pop then finds it in memory.
+ *
  * Callbacks run on the executor (cache hits, closed-ledger searches) or on
  * the ledger client's loop thread (current-ledger reads); the messages they
  * get are borrowed for the call. Every read holds one op of the log until
@@ -120,8 +129,9 @@ void br_mlog_cache_fini(br_mlog_cache_t *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* The cached entry holding offset, or NULL. */
-static const br_mlog_centry_t *br_mlog_cache_find(br_mlog_cache_t *c, int64_t offset)
+/* The cached entry holding offset (at its ring position *at, if at is not
+ * NULL), or NULL. */
+static const br_mlog_centry_t *br_mlog_cache_find(br_mlog_cache_t *c, int64_t offset, size_t *at)
 {
     if (c->len == 0 || offset < br_mlog_cache_at(c, 0)->base) {
         return NULL;
@@ -138,7 +148,112 @@ static const br_mlog_centry_t *br_mlog_cache_find(br_mlog_cache_t *c, int64_t of
         }
     }
     const br_mlog_centry_t *e = br_mlog_cache_at(c, lo);
+    if (at) {
+        *at = lo;
+    }
     return offset < e->base + (int64_t)e->count ? e : NULL;
+}
+
+/* --- entries read back from bookies (@locality executor) --------------------------- */
+
+static void br_mlog_rcache_drop(br_mlog_t *ml, br_mlog_rentry_t *e)
+{
+    br_mlog_budget_t *bg = ml->conf.read_budget;
+    if (bg) {
+        atomic_fetch_sub(&bg->used, e->buf->cap);
+    }
+    mq_buf_unref(e->buf);
+    e->buf = NULL;
+}
+
+void br_mlog_rcache_trim(br_mlog_t *ml, int64_t below)
+{
+    for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
+        br_mlog_rentry_t *e = &ml->rcache[i];
+        if (e->buf && (below == INT64_MAX || e->base + (int64_t)e->count <= below)) {
+            br_mlog_rcache_drop(ml, e);
+        }
+    }
+}
+
+static const br_mlog_rentry_t *br_mlog_rcache_find(br_mlog_t *ml, int64_t offset)
+{
+    for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
+        br_mlog_rentry_t *e = &ml->rcache[i];
+        if (e->buf && offset >= e->base && offset - e->base < (int64_t)e->count) {
+            e->used = ++ml->rcache_tick;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps a copy of entry p (already decoded: h) if the log's share of the
+ * budget has room, evicting its own least recently used entries for it.
+ * The budget is a hard bound: an entry that does not fit is not kept. */
+static void br_mlog_rcache_put(br_mlog_t *ml, const br_mlog_entry_hdr_t *h, const uint8_t *p,
+                               size_t len)
+{
+    br_mlog_budget_t *bg = ml->conf.read_budget;
+    if (!bg || ml->shutting || br_mlog_rcache_find(ml, h->base)) {
+        return;
+    }
+    size_t logs = atomic_load(&bg->logs);
+    size_t share = bg->limit / (logs ? logs : 1);
+    size_t own = 0;
+    for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
+        own += ml->rcache[i].buf ? ml->rcache[i].buf->cap : 0;
+    }
+    for (;;) {
+        br_mlog_rentry_t *victim = NULL;
+        bool full = true;
+        for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
+            br_mlog_rentry_t *e = &ml->rcache[i];
+            full = full && e->buf;
+            if (e->buf && (!victim || e->used < victim->used)) {
+                victim = e;
+            }
+        }
+        bool room = own + len <= share && atomic_load(&bg->used) + len <= bg->limit;
+        if (room && !full) {
+            break;
+        }
+        if (!victim) {
+            return; /* even an empty share is too small */
+        }
+        own -= victim->buf->cap;
+        br_mlog_rcache_drop(ml, victim);
+    }
+    for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
+        br_mlog_rentry_t *e = &ml->rcache[i];
+        if (!e->buf) {
+            e->buf = mq_buf_copy(p, len);
+            e->base = h->base;
+            e->count = h->count;
+            e->used = ++ml->rcache_tick;
+            atomic_fetch_add(&bg->used, e->buf->cap);
+            return;
+        }
+    }
+}
+
+/* A current-ledger entry read on the loop thread, kept on the executor. */
+typedef struct br_mlog_rkeep {
+    br_mlog_t *ml;
+    mq_slice_t payload;
+} br_mlog_rkeep_t;
+
+static void br_mlog_rkeep_task(void *arg)
+{
+    br_mlog_rkeep_t *k = arg;
+    br_mlog_t *ml = k->ml;
+    br_mlog_entry_hdr_t h;
+    if (br_mlog_entry_decode(k->payload.ptr, k->payload.len, &h, 0, NULL, 0, NULL) == MQ_OK) {
+        br_mlog_rcache_put(ml, &h, k->payload.ptr, k->payload.len);
+    }
+    mq_slice_release(&k->payload);
+    free(k);
+    br_mlog_op_done(ml);
 }
 
 /* --- searching a ledger's entries --------------------------------------------------- */
@@ -338,29 +453,149 @@ static void br_mlog_rop_finish(br_mlog_rop_t *rop, mq_err_t err, const br_mlog_m
     br_mlog_t *ml = rop->ml;
     rop->cb(err, msgs, n, rop->arg);
     mq_slice_release(&rop->payload);
+    for (int i = 0; i < rop->nparts; i++) {
+        mq_slice_release(&rop->parts[i]);
+    }
     free(rop);
     br_mlog_op_done(ml);
 }
 
-/* Answers the read from entry bytes p (which must hold rop->offset). */
-static void br_mlog_rop_deliver(br_mlog_rop_t *rop, const uint8_t *p, size_t len)
+/* Answers the read from the gathered parts: the messages from offset on,
+ * entry after entry while each part is there and follows the one before
+ * (a missing one makes a short answer; the reader asks again). Any
+ * thread. */
+static void br_mlog_rop_deliver_parts(br_mlog_rop_t *rop)
 {
-    br_mlog_entry_hdr_t h;
-    mq_err_t err = br_mlog_entry_decode(p, len, &h, 0, NULL, 0, NULL);
-    if (err == MQ_OK && (rop->offset < h.base || rop->offset - h.base >= (int64_t)h.count)) {
-        err = MQ_ECORRUPT;
-    }
-    if (err != MQ_OK) {
-        MQ_LOG_WARN("managed log entry does not decode topic=%s queue=%d offset=%lld err=%s",
-                    rop->ml->topic, rop->ml->conf.queue, (long long)rop->offset, mq_err_name(err));
-        br_mlog_rop_finish(rop, err, NULL, 0);
+    br_mlog_t *ml = rop->ml;
+    if (!rop->parts[0].ptr) {
+        br_mlog_rop_finish(rop, rop->err != MQ_OK ? rop->err : MQ_EIO, NULL, 0);
         return;
     }
-    size_t n = MQ_MIN(rop->max, (size_t)(h.base + (int64_t)h.count - rop->offset));
-    br_mlog_msg_t *msgs = mq_malloc(n * sizeof(*msgs));
-    br_mlog_entry_decode(p, len, NULL, rop->offset, msgs, n, &n);
-    br_mlog_rop_finish(rop, MQ_OK, msgs, n);
+    br_mlog_msg_t *msgs = mq_malloc(rop->max * sizeof(*msgs));
+    size_t n = 0;
+    int64_t next = rop->offset;
+    mq_err_t err = MQ_OK;
+    for (int i = 0; i < rop->nparts && n < rop->max && rop->parts[i].ptr; i++) {
+        const mq_slice_t *part = &rop->parts[i];
+        br_mlog_entry_hdr_t h;
+        mq_err_t e = br_mlog_entry_decode(part->ptr, part->len, &h, 0, NULL, 0, NULL);
+        if (e == MQ_OK &&
+            (i == 0 ? next < h.base || next - h.base >= (int64_t)h.count : h.base != next)) {
+            e = MQ_ECORRUPT;
+        }
+        if (e != MQ_OK) {
+            MQ_LOG_WARN("managed log entry does not decode topic=%s queue=%d offset=%lld err=%s",
+                        ml->topic, ml->conf.queue, (long long)next, mq_err_name(e));
+            err = i == 0 ? e : MQ_OK;
+            break;
+        }
+        size_t got = 0;
+        br_mlog_entry_decode(part->ptr, part->len, NULL, next, msgs + n, rop->max - n, &got);
+        n += got;
+        next = h.base + (int64_t)h.count;
+    }
+    br_mlog_rop_finish(rop, err, err == MQ_OK ? msgs : NULL, err == MQ_OK ? n : 0);
     free(msgs);
+}
+
+/* Answers the read from one entry (which must hold rop->offset). */
+static void br_mlog_rop_deliver(br_mlog_rop_t *rop, const mq_slice_t *entry)
+{
+    rop->parts[0] = mq_slice_dup(entry);
+    rop->nparts = 1;
+    br_mlog_rop_deliver_parts(rop);
+}
+
+static void br_mlog_gather_task(void *arg);
+
+/* One part is in (or will never be): the last one answers. Any thread. */
+static void br_mlog_part_done(br_mlog_rop_t *rop)
+{
+    if (atomic_fetch_sub(&rop->pending, 1) != 1) {
+        return;
+    }
+    if (rop->rh) {
+        /* A closed ledger's read handle is the executor's to let go. */
+        mq_executor_submit(rop->ml->conf.executor, rop->ml->conf.key, br_mlog_gather_task, rop);
+        return;
+    }
+    br_mlog_rop_deliver_parts(rop);
+}
+
+/* Loop thread: one part's entry arrived. */
+static void br_mlog_part_answer(mq_err_t err, int64_t entry_id, const mq_slice_t *payload,
+                                void *arg)
+{
+    MQ_UNUSED(entry_id);
+    br_mlog_rpart_t *pa = arg;
+    br_mlog_rop_t *rop = pa->rop;
+    br_mlog_t *ml = rop->ml;
+    if (err == MQ_OK) {
+        rop->parts[pa->i] = mq_slice_dup(payload);
+        if (ml->conf.read_budget) {
+            /* Kept before the reader's own next task on the key can ask
+             * again (its op keeps ml alive until then). */
+            br_mlog_rkeep_t *k = mq_malloc(sizeof(*k));
+            k->ml = ml;
+            k->payload = mq_slice_dup(payload);
+            br_mlog_op_add(ml);
+            mq_executor_submit(ml->conf.executor, ml->conf.key, br_mlog_rkeep_task, k);
+        }
+    } else if (pa->i == 0) {
+        rop->err = err;
+    }
+    br_mlog_part_done(rop);
+}
+
+/* The entry holding offset (by base), from the hot-tail cache or the kept
+ * reads, as a new slice; an empty one when neither has it. */
+static mq_slice_t br_mlog_cached_entry(br_mlog_t *ml, int64_t base)
+{
+    const br_mlog_centry_t *ce = br_mlog_cache_find(&ml->cache, base, NULL);
+    if (ce && ce->base == base) {
+        return mq_slice_of(ce->buf, 0, ce->buf->len);
+    }
+    const br_mlog_rentry_t *re = br_mlog_rcache_find(ml, base);
+    if (re && re->base == base) {
+        return mq_slice_of(re->buf, 0, re->buf->len);
+    }
+    mq_slice_t none = {NULL, NULL, 0};
+    return none;
+}
+
+/* Gathers entries first .. first + n - 1 of lh into parts (those already
+ * there stay; with bases, the entries' base offsets, the caches are asked
+ * first), then answers. @locality executor */
+static void br_mlog_gather(br_mlog_rop_t *rop, lc_ledger_t *lh, int64_t first, int n,
+                           const int64_t *bases)
+{
+    br_mlog_t *ml = rop->ml;
+    rop->nparts = n;
+    atomic_init(&rop->pending, 1);
+    for (int i = 0; i < n; i++) {
+        if (rop->parts[i].ptr) {
+            continue;
+        }
+        if (bases) {
+            rop->parts[i] = br_mlog_cached_entry(ml, bases[i]);
+            if (rop->parts[i].ptr) {
+                continue;
+            }
+        }
+        rop->pargs[i].rop = rop;
+        rop->pargs[i].i = i;
+        atomic_fetch_add(&rop->pending, 1);
+        atomic_fetch_add(&ml->reads, 1);
+        mq_err_t err = lc_ledger_read_async(lh, first + i, br_mlog_part_answer, &rop->pargs[i]);
+        if (err != MQ_OK) {
+            atomic_fetch_sub(&rop->pending, 1);
+            if (i == 0) {
+                rop->err = err;
+            }
+            break; /* what follows a missing part is not used */
+        }
+    }
+    br_mlog_part_done(rop);
 }
 
 /* A closed-ledger read ends (it no longer uses its handle). */
@@ -453,11 +688,27 @@ static void br_mlog_probe_task(void *arg)
     }
     br_mlog_rh_note(rop->rh, rop->probe, h.base, h.count);
     if (found == 1) {
-        rop->rh->users--;
-        mq_slice_t payload = rop->payload;
+        br_mlog_rcache_put(ml, &h, rop->payload.ptr, rop->payload.len);
+        /* The entries after it, when the reader wants more (estimated
+         * from this entry's message count). */
+        int64_t have = h.base + (int64_t)h.count - rop->offset;
+        int64_t more = 0;
+        if ((int64_t)rop->max > have && !ml->shutting) {
+            more = ((int64_t)rop->max - have + h.count - 1) / h.count;
+            more = MQ_MIN(more, MQ_MIN(BR_MLOG_READ_SPAN - 1, rop->lentries - 1 - rop->probe));
+        }
+        rop->parts[0] = rop->payload;
         rop->payload.buf = NULL;
-        br_mlog_rop_deliver(rop, payload.ptr, payload.len);
-        mq_slice_release(&payload);
+        rop->payload.ptr = NULL;
+        if (more > 0) {
+            /* rh stays in use until the gathered answer (br_mlog_gather_task). */
+            br_mlog_gather(rop, rop->rh->lh, rop->probe, (int)more + 1, NULL);
+            return;
+        }
+        rop->rh->users--;
+        rop->rh = NULL;
+        rop->nparts = 1;
+        br_mlog_rop_deliver_parts(rop);
         return;
     }
     mq_slice_release(&rop->payload);
@@ -534,6 +785,7 @@ static void br_mlog_read_closed(br_mlog_rop_t *rop, const br_mlog_ledger_info_t 
     rh->used = ++ml->tick;
     rh->users++;
     rop->rh = rh;
+    rop->lentries = l->entries;
     br_mlog_search_init(&rop->search, l->entries, l->first_offset, l->first_offset + l->messages);
     if (rh->opening) {
         rop->next = rh->waiters;
@@ -543,19 +795,18 @@ static void br_mlog_read_closed(br_mlog_rop_t *rop, const br_mlog_ledger_info_t 
     br_mlog_rop_search(rop);
 }
 
-/* Loop thread: a current-ledger entry arrived. */
-static void br_mlog_cur_answer(mq_err_t err, int64_t entry_id, const mq_slice_t *payload, void *arg)
+/* Executor: a closed ledger's gathered read is complete. */
+static void br_mlog_gather_task(void *arg)
 {
-    MQ_UNUSED(entry_id);
     br_mlog_rop_t *rop = arg;
-    if (err != MQ_OK) {
-        br_mlog_rop_finish(rop, err, NULL, 0);
-        return;
-    }
-    br_mlog_rop_deliver(rop, payload->ptr, payload->len);
+    rop->rh->users--;
+    rop->rh = NULL;
+    br_mlog_rop_deliver_parts(rop);
 }
 
-/* Reads the current ledger through its index (one bookie read). */
+/* Reads the current ledger through its index: the entry holding offset
+ * and, when the reader wants more, the entries after it (all in parallel;
+ * those in a cache are taken from there). */
 static void br_mlog_read_current(br_mlog_rop_t *rop)
 {
     br_mlog_t *ml = rop->ml;
@@ -574,11 +825,12 @@ static void br_mlog_read_current(br_mlog_rop_t *rop)
             hi = mid;
         }
     }
-    atomic_fetch_add(&ml->reads, 1);
-    mq_err_t err = lc_ledger_read_async(ml->cur, (int64_t)lo, br_mlog_cur_answer, rop);
-    if (err != MQ_OK) {
-        br_mlog_rop_finish(rop, err, NULL, 0);
+    size_t last = lo;
+    while (last + 1 < ml->nindex && last + 1 - lo < BR_MLOG_READ_SPAN &&
+           ml->index[last + 1] < rop->offset + (int64_t)rop->max) {
+        last++;
     }
+    br_mlog_gather(rop, ml->cur, (int64_t)lo, (int)(last - lo + 1), &ml->index[lo]);
 }
 
 /* The ledger of the list holding offset (the last whose first offset is
@@ -617,13 +869,31 @@ static void br_mlog_read_start(void *arg)
         br_mlog_rop_finish(rop, MQ_OK, NULL, 0);
         return;
     }
-    const br_mlog_centry_t *ce = br_mlog_cache_find(&ml->cache, rop->offset);
+    size_t at;
+    const br_mlog_centry_t *ce = br_mlog_cache_find(&ml->cache, rop->offset, &at);
     if (ce) {
-        br_mlog_rop_deliver(rop, ce->buf->data, ce->buf->len);
+        /* The hot tail is contiguous: take as many entries as wanted. */
+        int64_t have = 0;
+        int n = 0;
+        while (n < BR_MLOG_READ_SPAN && at + (size_t)n < ml->cache.len &&
+               have < (int64_t)rop->max) {
+            const br_mlog_centry_t *e = br_mlog_cache_at(&ml->cache, at + (size_t)n);
+            rop->parts[n++] = mq_slice_of(e->buf, 0, e->buf->len);
+            have = e->base + (int64_t)e->count - rop->offset;
+        }
+        rop->nparts = n;
+        br_mlog_rop_deliver_parts(rop);
         return;
     }
+    const br_mlog_rentry_t *re = br_mlog_rcache_find(ml, rop->offset);
     ssize_t i = br_mlog_view_find(&ml->view, rop->offset);
     const br_mlog_ledger_info_t *l = i >= 0 ? &ml->view.ledgers[i] : NULL;
+    if (re && !(l && l->ledger == ml->cur_id && ml->cur)) {
+        mq_slice_t entry = mq_slice_of(re->buf, 0, re->buf->len);
+        br_mlog_rop_deliver(rop, &entry);
+        mq_slice_release(&entry);
+        return;
+    }
     if (l && l->ledger == ml->cur_id && ml->cur) {
         br_mlog_read_current(rop);
     } else if (l && l->entries > 0 && rop->offset < l->first_offset + l->messages) {

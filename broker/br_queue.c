@@ -104,6 +104,7 @@ mq_err_t br_queue_acquire(const char *topic, int queue, void *arg)
     mc.retention_hours = (uint32_t)c->fileReservedTime;
     mc.cache_bytes = (size_t)c->tailCacheSizeMB << 20;
     mc.budget = &srv->tail_budget;
+    mc.read_budget = c->readCacheSizeMB > 0 ? &srv->read_budget : NULL;
     mc.on_fenced = br_queue_on_fenced;
     mc.arg = fa;
 

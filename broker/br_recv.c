@@ -57,6 +57,11 @@
 /* A receive at a broker that owns no queue of the topic ends after this,
  * so the client asks the owners (woken first when a queue is acquired). */
 #define BR_RECV_NOQUEUE_MS 1000
+/* A round asks one queue per this many messages still wanted (at least
+ * one queue): a pop costs hops and its ack a cursor record on that queue,
+ * so a few big pops beat many small ones; several in parallel keep one
+ * busy queue from holding up the whole receive. */
+#define BR_RECV_POP_SHARE 16
 /* Extra rounds of a pass for queues that may have more. */
 #define BR_RECV_REVISITS 8
 /* Time left for writing the answer before the client's deadline. */
@@ -725,7 +730,7 @@ static void br_recv_round(br_recv_ctx_t *rctx)
     if (rctx->unasked == 0) {
         rctx->revisits++;
     }
-    int k = (int)MQ_MIN((size_t)rctx->nq, left);
+    int k = (int)MQ_MIN((size_t)rctx->nq, (left + BR_RECV_POP_SHARE - 1) / BR_RECV_POP_SHARE);
     rctx->unasked = MQ_MAX(rctx->unasked - k, 0);
     rctx->nasked = k;
     rctx->pending = k;

@@ -513,6 +513,135 @@ static void br_hop_dispatch(br_hop_ctx_t *ctx, size_t i)
                  "the queue has no owner yet; retry");
 }
 
+/* --- acks of one queue together
+ * ------------------------------------------------------------------------------------ */
+
+/* The entries of one ack request that name one queue served here: they
+ * are acknowledged in one task on the queue's key and persisted as one
+ * record (a receive's batch comes from a few queues, so its ack costs a
+ * few cursor records, not one per message). */
+typedef struct br_hop_qack {
+    br_hop_ctx_t *ctx;
+    size_t n;
+    size_t *idx;      /* entries of ctx */
+    int64_t *offsets; /* newly acknowledged ones (the record) */
+    size_t *pend;     /* their entries, answered once it is durable */
+    size_t npend;
+} br_hop_qack_t;
+
+static void br_hop_qack_free(br_hop_qack_t *qa)
+{
+    free(qa->idx);
+    free(qa->offsets);
+    free(qa->pend);
+    free(qa);
+}
+
+/* Entries idx of qa.ctx are done with code (qa itself stays). */
+static void br_hop_qack_done(br_hop_qack_t *qa, const size_t *idx, size_t n,
+                             apache_rocketmq_v2_Code code, const char *why)
+{
+    br_hop_ctx_t *ctx = qa->ctx;
+    for (size_t i = 0; i < n; i++) {
+        br_hop_set(ctx, idx[i], code, why);
+    }
+    /* One pending count per entry: the last one may answer and free ctx. */
+    for (size_t i = 0; i < n; i++) {
+        br_hop_unpend(ctx);
+    }
+}
+
+static void br_hop_qack_durable(mq_err_t err, void *arg)
+{
+    br_hop_qack_t *qa = arg;
+    if (err != MQ_OK) {
+        MQ_LOG_WARN("cannot persist acks topic=%s group=%s n=%zu err=%s", qa->ctx->topic,
+                    qa->ctx->group, qa->npend, mq_err_str(err));
+        br_hop_qack_done(qa, qa->pend, qa->npend, apache_rocketmq_v2_Code_INTERNAL_SERVER_ERROR,
+                         "the ack could not be persisted; retry");
+    } else {
+        br_hop_qack_done(qa, qa->pend, qa->npend, apache_rocketmq_v2_Code_OK, NULL);
+    }
+    br_hop_qack_free(qa);
+}
+
+/* @locality queue key */
+static bool br_hop_qack_fn(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_err_t err, void *arg)
+{
+    br_hop_qack_t *qa = arg;
+    br_hop_ctx_t *ctx = qa->ctx;
+    if (err != MQ_OK) {
+        /* Not served here any more: each entry goes its own way (retried
+         * at the new owner). */
+        for (size_t i = 0; i < qa->n; i++) {
+            br_hop_dispatch(ctx, qa->idx[i]);
+        }
+        br_hop_qack_free(qa);
+        return false;
+    }
+    qa->offsets = mq_malloc(qa->n * sizeof(*qa->offsets));
+    qa->pend = mq_malloc(qa->n * sizeof(*qa->pend));
+    for (size_t i = 0; i < qa->n; i++) {
+        size_t k = qa->idx[i];
+        br_hop_entry_t *e = &ctx->e[k];
+        mq_err_t aerr = br_cursor_ack(rc->cur, e->h.offset, e->h.attempt);
+        if (aerr == MQ_OK) {
+            qa->offsets[qa->npend] = e->h.offset;
+            qa->pend[qa->npend++] = k;
+        } else if (aerr == MQ_EEXIST) {
+            br_hop_qack_done(qa, &k, 1, apache_rocketmq_v2_Code_OK, NULL);
+        } else {
+            br_hop_qack_done(qa, &k, 1, apache_rocketmq_v2_Code_INVALID_RECEIPT_HANDLE,
+                             "the receipt handle is expired or unknown");
+        }
+    }
+    if (qa->npend == 0) {
+        br_hop_qack_free(qa);
+        return false;
+    }
+    mq_buf_t *rec = NULL;
+    br_cursor_rec_ack(&rec, qa->offsets, qa->npend);
+    err = br_rcur_append(srv, q, rc, rec, br_hop_qack_durable, qa);
+    /* A FIFO group or a full window may have been waiting on these. */
+    br_recv_notify(srv, q->topic);
+    if (err != MQ_OK) {
+        br_hop_qack_done(qa, qa->pend, qa->npend, apache_rocketmq_v2_Code_INTERNAL_SERVER_ERROR,
+                         "the ack could not be persisted; retry");
+        br_hop_qack_free(qa);
+    }
+    return false;
+}
+
+/* Dispatches the acks of ctx (entries marked in todo): those of a queue
+ * served here together, the others one by one. @locality srv->slow */
+static void br_hop_dispatch_acks(br_hop_ctx_t *ctx, bool *todo)
+{
+    br_server_t *srv = ctx->srv;
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (!todo[i]) {
+            continue;
+        }
+        int queue = ctx->e[i].h.queue;
+        br_queue_t *q = br_queue_get(srv, ctx->topic, queue);
+        if (!q) {
+            todo[i] = false;
+            br_hop_dispatch(ctx, i);
+            continue;
+        }
+        br_queue_put(srv, q);
+        br_hop_qack_t *qa = mq_calloc(1, sizeof(*qa));
+        qa->ctx = ctx;
+        qa->idx = mq_malloc((ctx->n - i) * sizeof(*qa->idx));
+        for (size_t j = i; j < ctx->n; j++) {
+            if (todo[j] && ctx->e[j].h.queue == queue) {
+                todo[j] = false;
+                qa->idx[qa->n++] = j;
+            }
+        }
+        br_rcur_with(srv, ctx->topic, queue, &ctx->grp, br_hop_qack_fn, qa);
+    }
+}
+
 /* Topic and group lookups, then every entry. @locality srv->slow */
 static void br_hop_prepare_task(void *arg)
 {
@@ -531,6 +660,7 @@ static void br_hop_prepare_task(void *arg)
     } else {
         code = br_recv_group(srv, ctx->group, &ctx->grp, &why);
     }
+    bool *acks = ctx->kind == BR_HOP_ACK ? mq_calloc(ctx->n ? ctx->n : 1, sizeof(*acks)) : NULL;
     for (size_t i = 0; i < ctx->n; i++) {
         br_hop_entry_t *e = &ctx->e[i];
         if (e->code != apache_rocketmq_v2_Code_OK) {
@@ -543,8 +673,16 @@ static void br_hop_prepare_task(void *arg)
                        "the receipt handle names no queue of the topic");
         } else {
             atomic_fetch_add(&ctx->pending, 1);
-            br_hop_dispatch(ctx, i);
+            if (acks) {
+                acks[i] = true;
+            } else {
+                br_hop_dispatch(ctx, i);
+            }
         }
+    }
+    if (acks) {
+        br_hop_dispatch_acks(ctx, acks);
+        free(acks);
     }
     br_hop_unpend(ctx);
 }

@@ -236,6 +236,7 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
     srv->conf = conf;
     srv->tail_budget.limit = (size_t)conf->tailCacheSizeMB << 20;
     srv->tail_budget.floor = 256u << 10;
+    srv->read_budget.limit = (size_t)conf->readCacheSizeMB << 20;
     srv->root = conf->zkLedgersRootPath;
     pthread_mutex_init(&srv->qlock, NULL);
     pthread_cond_init(&srv->qcond, NULL);

@@ -54,6 +54,7 @@ typedef struct br_peer {
 struct br_server {
     const br_conf_t *conf;
     br_mlog_budget_t tail_budget; /* hot-tail cache of all owned queues */
+    br_mlog_budget_t read_budget; /* entries read back, all owned queues */
     char id[BR_ID_MAX];
     char endpoint[BR_ENDPOINT_MAX];
     const char *root;

@@ -587,6 +587,96 @@ static void test_rollover_and_cold_reads(void)
     t_tracker_fini(&t);
 }
 
+/* --- 2b. reads over several entries; entries kept once read --------------------------- */
+
+#define T2B_MSGS 400
+#define T2B_ROLL 60
+
+/* Reads [off, off + max) and checks every message: consecutive offsets
+ * from off, each the payload acknowledged there. Returns bookie reads. */
+static int t2b_read(br_mlog_t *ml, t_tracker_t *t, int64_t off, size_t max, size_t *n)
+{
+    static t_read_t r;
+    uint64_t before = br_mlog_test_reads(ml);
+    IT_EXPECT(t_read(ml, off, max, &r), MQ_OK);
+    int cost = (int)(br_mlog_test_reads(ml) - before);
+    CU_ASSERT_TRUE(r.n >= 1 && r.n <= max);
+    for (size_t i = 0; i < r.n; i++) {
+        CU_ASSERT_EQUAL(r.offsets[i], off + (int64_t)i);
+        CU_ASSERT_TRUE(t_payload_is(t->id_at[r.offsets[i]], r.datas[i], r.lens[i]));
+    }
+    *n = r.n;
+    t_read_clear(&r);
+    return cost;
+}
+
+static void test_read_gather(void)
+{
+    br_mlog_conf_t mc;
+    t_conf(&mc, lca, "t2b", 0, 21);
+    mc.rollover_entries = T2B_ROLL;
+    br_mlog_t *ml = NULL;
+    IT_EXPECT(br_mlog_open(&mc, &ml), MQ_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ml);
+    t_tracker_t t;
+    t_tracker_init(&t, T2B_MSGS + 200, 0);
+    /* Bursts of at most 6, each waited for: entries of 1..6 messages. */
+    t_append_bursts(ml, &t, 0, T2B_MSGS, 6);
+    IT_EXPECT(br_mlog_close(ml), MQ_OK);
+    br_mlog_free(ml);
+    br_mlog_info_t info;
+    t_info("t2b", 0, &info);
+    CU_ASSERT_FATAL(info.nledgers >= 2 && info.ledgers[0].entries == T2B_ROLL);
+
+    /* A new owner with no hot tail, but a cache of what it reads. */
+    br_mlog_budget_t rb;
+    memset(&rb, 0, sizeof(rb));
+    rb.limit = 1u << 20;
+    t_conf(&mc, lcb, "t2b", 0, 22);
+    mc.cache_bytes = 0;
+    mc.read_budget = &rb;
+    IT_EXPECT(br_mlog_open(&mc, &ml), MQ_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ml);
+    CU_ASSERT_EQUAL(atomic_load(&rb.logs), 1);
+    size_t n;
+
+    /* Closed ledger: an entry read once is kept (no bookie read again). */
+    int64_t off = info.ledgers[0].first_offset + 7;
+    CU_ASSERT_TRUE(t2b_read(ml, &t, off, 1, &n) >= 1);
+    CU_ASSERT_EQUAL(t2b_read(ml, &t, off, 1, &n), 0);
+    /* Asking for more than an entry holds gathers the entries after it
+     * (each holds at most 6 messages; up to BR_MLOG_READ_SPAN entries). */
+    off = info.ledgers[0].first_offset + 20;
+    t2b_read(ml, &t, off, 40, &n);
+    CU_ASSERT_TRUE(n >= BR_MLOG_READ_SPAN);
+    /* ... but never past the ledger's end. */
+    off = info.ledgers[1].first_offset - 1;
+    t2b_read(ml, &t, off, 40, &n);
+    CU_ASSERT_EQUAL(n, 1);
+
+    /* Current ledger (written by this owner, hot tail off). */
+    t_append_bursts(ml, &t, T2B_MSGS, T2B_MSGS + 200, 6);
+    int64_t base = info.max_offset;
+    CU_ASSERT_EQUAL(base, T2B_MSGS);
+    off = base + 9;
+    CU_ASSERT_EQUAL(t2b_read(ml, &t, off, 1, &n), 1);
+    CU_ASSERT_EQUAL(t2b_read(ml, &t, off, 1, &n), 0);
+    off = base + 50;
+    int cost = t2b_read(ml, &t, off, 40, &n);
+    CU_ASSERT_TRUE(n >= BR_MLOG_READ_SPAN);
+    /* One bookie read per entry, all in one go. */
+    CU_ASSERT_TRUE(cost >= 2 && cost <= BR_MLOG_READ_SPAN);
+    CU_ASSERT_TRUE(atomic_load(&rb.used) > 0 && atomic_load(&rb.used) <= rb.limit);
+
+    br_mlog_info_fini(&info);
+    IT_EXPECT(br_mlog_close(ml), MQ_OK);
+    br_mlog_free(ml);
+    /* Freeing the log gives its share back. */
+    CU_ASSERT_EQUAL(atomic_load(&rb.used), 0);
+    CU_ASSERT_EQUAL(atomic_load(&rb.logs), 0);
+    t_tracker_fini(&t);
+}
+
 /* --- 3. takeover ------------------------------------------------------------------------ */
 
 #define T3_CAP 400000
@@ -1067,6 +1157,7 @@ int main(void)
     static CU_TestInfo tests[] = {
         {"100k appends from 8 threads, batched, read back", test_many_appenders},
         {"rollover by entries; cold reads in O(log n)", test_rollover_and_cold_reads},
+        {"reads gather several entries; entries read are kept", test_read_gather},
         {"takeover fences the old owner, nothing acked is lost", test_takeover},
         {"clean close, then a new owner continues", test_clean_handover},
         {"retention 0 deletes closed ledgers", test_trim},
