@@ -18,6 +18,8 @@
  *     its znode version); every writer of the znode (open, rollover job,
  *     close, trim) holds it across read-modify-compare-and-set, so two
  *     updates of one log never race each other into a BADVERSION;
+ *   - @locks rlock: the entries kept from bookie reads (filled on the ledger
+ *     client's loop thread, looked up on the executor; a leaf lock);
  *   - @locality executor (conf.executor, conf.key): everything else, i.e.
  *     the current ledger, entries in flight, offsets, the cache, the index,
  *     the read handles and `view`, the executor's copy of the record.
@@ -287,6 +289,11 @@ struct br_mlog {
     atomic_bool fence_told;
     atomic_uint_fast64_t reads; /* entry reads sent to bookies */
 
+    /* @locks rlock (the loop thread keeps what it read; readers look) */
+    pthread_mutex_t rlock;
+    br_mlog_rentry_t rcache[BR_MLOG_RCACHE_SLOTS];
+    uint64_t rcache_tick;
+
     /* @locks meta_lock */
     pthread_mutex_t meta_lock;
     br_mlog_info_t rec;
@@ -313,8 +320,6 @@ struct br_mlog {
     size_t nindex;
     size_t index_cap;
     br_mlog_cache_t cache;
-    br_mlog_rentry_t rcache[BR_MLOG_RCACHE_SLOTS];
-    uint64_t rcache_tick;
     br_mlog_info_t view;
     br_mlog_rh_t **rhs;
     size_t nrhs;

@@ -363,6 +363,7 @@ static void br_mlog_destroy(br_mlog_t *ml)
     pthread_mutex_destroy(&ml->lock);
     pthread_cond_destroy(&ml->cond);
     pthread_mutex_destroy(&ml->meta_lock);
+    pthread_mutex_destroy(&ml->rlock);
     free(ml->topic);
     free(ml->root);
     free(ml);
@@ -460,6 +461,7 @@ mq_err_t br_mlog_open(const br_mlog_conf_t *conf, br_mlog_t **out)
     pthread_mutex_init(&ml->lock, NULL);
     pthread_cond_init(&ml->cond, NULL);
     pthread_mutex_init(&ml->meta_lock, NULL);
+    pthread_mutex_init(&ml->rlock, NULL);
     ml->rec.version = -1;
     ml->view.version = -1;
     err = br_mlog_path(ml->root, ml->topic, c.queue, ml->path, sizeof(ml->path));

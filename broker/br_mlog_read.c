@@ -154,8 +154,9 @@ static const br_mlog_centry_t *br_mlog_cache_find(br_mlog_cache_t *c, int64_t of
     return offset < e->base + (int64_t)e->count ? e : NULL;
 }
 
-/* --- entries read back from bookies (@locality executor) --------------------------- */
+/* --- entries read back from bookies (@locks rlock; any thread) ------------------------ */
 
+/* @locks rlock */
 static void br_mlog_rcache_drop(br_mlog_t *ml, br_mlog_rentry_t *e)
 {
     br_mlog_budget_t *bg = ml->conf.read_budget;
@@ -168,15 +169,18 @@ static void br_mlog_rcache_drop(br_mlog_t *ml, br_mlog_rentry_t *e)
 
 void br_mlog_rcache_trim(br_mlog_t *ml, int64_t below)
 {
+    pthread_mutex_lock(&ml->rlock);
     for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
         br_mlog_rentry_t *e = &ml->rcache[i];
         if (e->buf && (below == INT64_MAX || e->base + (int64_t)e->count <= below)) {
             br_mlog_rcache_drop(ml, e);
         }
     }
+    pthread_mutex_unlock(&ml->rlock);
 }
 
-static const br_mlog_rentry_t *br_mlog_rcache_find(br_mlog_t *ml, int64_t offset)
+/* @locks rlock */
+static br_mlog_rentry_t *br_mlog_rcache_find(br_mlog_t *ml, int64_t offset)
 {
     for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
         br_mlog_rentry_t *e = &ml->rcache[i];
@@ -188,6 +192,20 @@ static const br_mlog_rentry_t *br_mlog_rcache_find(br_mlog_t *ml, int64_t offset
     return NULL;
 }
 
+/* The kept entry holding offset (with exact: starting there) as a new
+ * slice; an empty one when none is kept. */
+static mq_slice_t br_mlog_rcache_get(br_mlog_t *ml, int64_t offset, bool exact)
+{
+    mq_slice_t s = {NULL, NULL, 0};
+    pthread_mutex_lock(&ml->rlock);
+    br_mlog_rentry_t *e = br_mlog_rcache_find(ml, offset);
+    if (e && (!exact || e->base == offset)) {
+        s = mq_slice_of(e->buf, 0, e->buf->len);
+    }
+    pthread_mutex_unlock(&ml->rlock);
+    return s;
+}
+
 /* Keeps a copy of entry p (already decoded: h) if the log's share of the
  * budget has room, evicting its own least recently used entries for it.
  * The budget is a hard bound: an entry that does not fit is not kept. */
@@ -195,7 +213,12 @@ static void br_mlog_rcache_put(br_mlog_t *ml, const br_mlog_entry_hdr_t *h, cons
                                size_t len)
 {
     br_mlog_budget_t *bg = ml->conf.read_budget;
-    if (!bg || ml->shutting || br_mlog_rcache_find(ml, h->base)) {
+    if (!bg) {
+        return;
+    }
+    pthread_mutex_lock(&ml->rlock);
+    if (br_mlog_rcache_find(ml, h->base)) {
+        pthread_mutex_unlock(&ml->rlock);
         return;
     }
     size_t logs = atomic_load(&bg->logs);
@@ -204,56 +227,47 @@ static void br_mlog_rcache_put(br_mlog_t *ml, const br_mlog_entry_hdr_t *h, cons
     for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
         own += ml->rcache[i].buf ? ml->rcache[i].buf->cap : 0;
     }
+    br_mlog_rentry_t *slot = NULL;
     for (;;) {
         br_mlog_rentry_t *victim = NULL;
-        bool full = true;
+        slot = NULL;
         for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
             br_mlog_rentry_t *e = &ml->rcache[i];
-            full = full && e->buf;
-            if (e->buf && (!victim || e->used < victim->used)) {
+            if (!e->buf) {
+                slot = e;
+            } else if (!victim || e->used < victim->used) {
                 victim = e;
             }
         }
         bool room = own + len <= share && atomic_load(&bg->used) + len <= bg->limit;
-        if (room && !full) {
+        if (room && slot) {
             break;
         }
         if (!victim) {
-            return; /* even an empty share is too small */
+            slot = NULL; /* even an empty share is too small */
+            break;
         }
         own -= victim->buf->cap;
         br_mlog_rcache_drop(ml, victim);
     }
-    for (size_t i = 0; i < BR_MLOG_RCACHE_SLOTS; i++) {
-        br_mlog_rentry_t *e = &ml->rcache[i];
-        if (!e->buf) {
-            e->buf = mq_buf_copy(p, len);
-            e->base = h->base;
-            e->count = h->count;
-            e->used = ++ml->rcache_tick;
-            atomic_fetch_add(&bg->used, e->buf->cap);
-            return;
-        }
+    if (slot) {
+        slot->buf = mq_buf_copy(p, len);
+        slot->base = h->base;
+        slot->count = h->count;
+        slot->used = ++ml->rcache_tick;
+        atomic_fetch_add(&bg->used, slot->buf->cap);
     }
+    pthread_mutex_unlock(&ml->rlock);
 }
 
-/* A current-ledger entry read on the loop thread, kept on the executor. */
-typedef struct br_mlog_rkeep {
-    br_mlog_t *ml;
-    mq_slice_t payload;
-} br_mlog_rkeep_t;
-
-static void br_mlog_rkeep_task(void *arg)
+/* Keeps a bookie's answer (any thread). */
+static void br_mlog_rcache_keep(br_mlog_t *ml, const mq_slice_t *payload)
 {
-    br_mlog_rkeep_t *k = arg;
-    br_mlog_t *ml = k->ml;
     br_mlog_entry_hdr_t h;
-    if (br_mlog_entry_decode(k->payload.ptr, k->payload.len, &h, 0, NULL, 0, NULL) == MQ_OK) {
-        br_mlog_rcache_put(ml, &h, k->payload.ptr, k->payload.len);
+    if (ml->conf.read_budget &&
+        br_mlog_entry_decode(payload->ptr, payload->len, &h, 0, NULL, 0, NULL) == MQ_OK) {
+        br_mlog_rcache_put(ml, &h, payload->ptr, payload->len);
     }
-    mq_slice_release(&k->payload);
-    free(k);
-    br_mlog_op_done(ml);
 }
 
 /* --- searching a ledger's entries --------------------------------------------------- */
@@ -532,15 +546,8 @@ static void br_mlog_part_answer(mq_err_t err, int64_t entry_id, const mq_slice_t
     br_mlog_t *ml = rop->ml;
     if (err == MQ_OK) {
         rop->parts[pa->i] = mq_slice_dup(payload);
-        if (ml->conf.read_budget) {
-            /* Kept before the reader's own next task on the key can ask
-             * again (its op keeps ml alive until then). */
-            br_mlog_rkeep_t *k = mq_malloc(sizeof(*k));
-            k->ml = ml;
-            k->payload = mq_slice_dup(payload);
-            br_mlog_op_add(ml);
-            mq_executor_submit(ml->conf.executor, ml->conf.key, br_mlog_rkeep_task, k);
-        }
+        /* Kept before the reader can ask again: it asks once answered. */
+        br_mlog_rcache_keep(ml, payload);
     } else if (pa->i == 0) {
         rop->err = err;
     }
@@ -555,12 +562,7 @@ static mq_slice_t br_mlog_cached_entry(br_mlog_t *ml, int64_t base)
     if (ce && ce->base == base) {
         return mq_slice_of(ce->buf, 0, ce->buf->len);
     }
-    const br_mlog_rentry_t *re = br_mlog_rcache_find(ml, base);
-    if (re && re->base == base) {
-        return mq_slice_of(re->buf, 0, re->buf->len);
-    }
-    mq_slice_t none = {NULL, NULL, 0};
-    return none;
+    return br_mlog_rcache_get(ml, base, true);
 }
 
 /* Gathers entries first .. first + n - 1 of lh into parts (those already
@@ -688,7 +690,7 @@ static void br_mlog_probe_task(void *arg)
     }
     br_mlog_rh_note(rop->rh, rop->probe, h.base, h.count);
     if (found == 1) {
-        br_mlog_rcache_put(ml, &h, rop->payload.ptr, rop->payload.len);
+        br_mlog_rcache_keep(ml, &rop->payload);
         /* The entries after it, when the reader wants more (estimated
          * from this entry's message count). */
         int64_t have = h.base + (int64_t)h.count - rop->offset;
@@ -885,14 +887,15 @@ static void br_mlog_read_start(void *arg)
         br_mlog_rop_deliver_parts(rop);
         return;
     }
-    const br_mlog_rentry_t *re = br_mlog_rcache_find(ml, rop->offset);
     ssize_t i = br_mlog_view_find(&ml->view, rop->offset);
     const br_mlog_ledger_info_t *l = i >= 0 ? &ml->view.ledgers[i] : NULL;
-    if (re && !(l && l->ledger == ml->cur_id && ml->cur)) {
-        mq_slice_t entry = mq_slice_of(re->buf, 0, re->buf->len);
-        br_mlog_rop_deliver(rop, &entry);
-        mq_slice_release(&entry);
-        return;
+    if (!(l && l->ledger == ml->cur_id && ml->cur)) {
+        mq_slice_t entry = br_mlog_rcache_get(ml, rop->offset, false);
+        if (entry.ptr) {
+            br_mlog_rop_deliver(rop, &entry);
+            mq_slice_release(&entry);
+            return;
+        }
     }
     if (l && l->ledger == ml->cur_id && ml->cur) {
         br_mlog_read_current(rop);

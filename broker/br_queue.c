@@ -129,7 +129,7 @@ mq_err_t br_queue_acquire(const char *topic, int queue, void *arg)
     srv->queues = q;
     pthread_mutex_unlock(&srv->qlock);
     /* Receives waiting on the topic may now pop from this queue too. */
-    br_recv_notify(srv, topic);
+    br_recv_notify(srv, topic, queue);
     MQ_LOG_INFO("serving queue topic=%s queue=%d next_offset=%lld open_ms=%llu", topic, queue,
                 (long long)br_mlog_max_offset(ml), (unsigned long long)(mq_now_ms() - t0));
     return MQ_OK;

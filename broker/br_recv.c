@@ -105,6 +105,7 @@ typedef struct br_recv_ctx {
      * the compiler may load as one (TSan then reports a race). */
     atomic_uint wake_seq;
     atomic_bool wake_posted;
+    atomic_uint_fast64_t hint; /* queues (id % 64) notified since the last pass */
     mq_timer_t *timer;
     struct br_recv_ctx *wnext;
 } br_recv_ctx_t;
@@ -285,15 +286,18 @@ static void br_recv_wake_task(void *arg)
 }
 
 /* @locks srv->recv->wlock */
-static void br_recv_wake_locked(br_server_t *srv, br_recv_ctx_t *w)
+static void br_recv_wake_locked(br_server_t *srv, br_recv_ctx_t *w, int queue)
 {
+    if (queue >= 0) {
+        atomic_fetch_or(&w->hint, 1ull << (queue & 63));
+    }
     atomic_fetch_add(&w->wake_seq, 1);
     if (!atomic_exchange(&w->wake_posted, true)) {
         mq_executor_submit(srv->ex, w->key, br_recv_wake_task, w);
     }
 }
 
-void br_recv_notify(br_server_t *srv, const char *topic)
+void br_recv_notify(br_server_t *srv, const char *topic, int queue)
 {
     br_recv_t *r = srv->recv;
     if (!r || atomic_load(&r->nwaiters) == 0) {
@@ -303,7 +307,7 @@ void br_recv_notify(br_server_t *srv, const char *topic)
     pthread_mutex_lock(&r->wlock);
     for (br_recv_ctx_t *w = r->waiters; w; w = w->wnext) {
         if (w->topic_hash == h && strcmp(w->topic, topic) == 0) {
-            br_recv_wake_locked(srv, w);
+            br_recv_wake_locked(srv, w, queue);
         }
     }
     pthread_mutex_unlock(&r->wlock);
@@ -769,6 +773,22 @@ static void br_recv_pass(br_recv_ctx_t *rctx)
         br_recv_reverse(rctx->qids + first, n - first);
         br_recv_reverse(rctx->qids, n);
     }
+    /* The queues a notification named go first (in the same rotation). */
+    uint64_t hint = atomic_exchange(&rctx->hint, 0);
+    if (hint && n > 1) {
+        int first[BR_TOPIC_MAX_QUEUES];
+        int nf = 0;
+        int k = 0;
+        for (int j = 0; j < n; j++) {
+            if (hint & (1ull << (rctx->qids[j] & 63))) {
+                first[nf++] = rctx->qids[j];
+            } else {
+                rctx->qids[k++] = rctx->qids[j];
+            }
+        }
+        memmove(rctx->qids + nf, rctx->qids, (size_t)k * sizeof(rctx->qids[0]));
+        memcpy(rctx->qids, first, (size_t)nf * sizeof(first[0]));
+    }
     rctx->nlocal = n;
     rctx->nq = n;
     rctx->unasked = n;
@@ -926,6 +946,7 @@ void br_recv_receive_on_call(rpc_call_t *call, const uint8_t *req, size_t len, v
     rctx->poll_end_ms = rctx->start_ms + poll;
     atomic_init(&rctx->wake_posted, false);
     atomic_init(&rctx->wake_seq, 0);
+    atomic_init(&rctx->hint, 0);
     pb_release(apache_rocketmq_v2_ReceiveMessageRequest_fields, &r);
     rpc_call_ref(call);
     br_recv_op_begin(srv);
@@ -980,7 +1001,7 @@ void br_recv_stop(br_server_t *srv)
     atomic_store(&r->stopping, true);
     pthread_mutex_lock(&r->wlock);
     for (br_recv_ctx_t *w = r->waiters; w; w = w->wnext) {
-        br_recv_wake_locked(srv, w);
+        br_recv_wake_locked(srv, w, -1);
     }
     pthread_mutex_unlock(&r->wlock);
     for (int i = 0; i < 1000 && atomic_load(&r->ops) > 0; i++) {

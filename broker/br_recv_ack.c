@@ -245,7 +245,7 @@ static void br_hop_ack_local(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, br_
     br_cursor_rec_ack(&rec, &e->h.offset, 1);
     err = br_rcur_append(srv, q, rc, rec, br_hop_durable, op);
     /* A FIFO group or a full window may have been waiting on this one. */
-    br_recv_notify(srv, q->topic);
+    br_recv_notify(srv, q->topic, q->id);
     if (err != MQ_OK) {
         br_hop_done(op, apache_rocketmq_v2_Code_INTERNAL_SERVER_ERROR,
                     "the ack could not be persisted; retry");
@@ -334,7 +334,7 @@ static bool br_hop_local_fn(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_e
             nh.deadline_ms = mq_wall_ms() + ctx->invisible_ms;
             br_handle_encode(&nh, ctx->topic, ctx->group, e->new_handle);
             if (ctx->invisible_ms == 0) {
-                br_recv_notify(srv, q->topic);
+                br_recv_notify(srv, q->topic, q->id);
             }
             br_hop_done(op, apache_rocketmq_v2_Code_OK, NULL);
         } else if (err == MQ_EEXIST) {
@@ -603,7 +603,7 @@ static bool br_hop_qack_fn(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_er
     br_cursor_rec_ack(&rec, qa->offsets, qa->npend);
     err = br_rcur_append(srv, q, rc, rec, br_hop_qack_durable, qa);
     /* A FIFO group or a full window may have been waiting on these. */
-    br_recv_notify(srv, q->topic);
+    br_recv_notify(srv, q->topic, q->id);
     if (err != MQ_OK) {
         br_hop_qack_done(qa, qa->pend, qa->npend, apache_rocketmq_v2_Code_INTERNAL_SERVER_ERROR,
                          "the ack could not be persisted; retry");

@@ -458,5 +458,5 @@ void br_recv_queue_release(br_server_t *srv, br_queue_t *q, bool lost)
     q->cons = NULL;
     /* Receives waiting on the topic look again (and end if nothing of
      * the topic is left here, so their clients find the new owner). */
-    br_recv_notify(srv, q->topic);
+    br_recv_notify(srv, q->topic, q->id);
 }

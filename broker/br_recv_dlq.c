@@ -96,7 +96,7 @@ static void br_dlq_appended(mq_err_t err, int64_t offset, void *arg)
     if (err == MQ_OK) {
         MQ_LOG_DEBUG("stored in the dead-letter queue topic=%s offset=%lld", job->dlq,
                      (long long)offset);
-        br_recv_notify(job->srv, job->dlq);
+        br_recv_notify(job->srv, job->dlq, -1);
         br_dlq_finish(job, MQ_OK);
     } else if (err == MQ_EFENCED || err == MQ_ECLOSED || err == MQ_ENOTOWNER) {
         br_dlq_retry(job, err);

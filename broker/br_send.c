@@ -418,7 +418,7 @@ static void br_send_appended(mq_err_t err, int64_t offset, void *arg)
         atomic_fetch_add(&ctx->srv->msgs_in, 1);
         atomic_fetch_add(&ctx->srv->bytes_in, sm->body_len);
         /* Long-polling receives of the topic may now find it. */
-        br_recv_notify(ctx->srv, sm->topic);
+        br_recv_notify(ctx->srv, sm->topic, sm->queue);
         br_send_unpend(ctx);
         return;
     }

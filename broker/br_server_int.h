@@ -153,9 +153,10 @@ mq_err_t br_recv_init(br_server_t *srv);
  * ForwardMessageToDeadLetterQueue, QueryAssignment and the admin method
  * ConsumerProgress (before the server starts). */
 mq_err_t br_recv_register(br_server_t *srv);
-/* An append to a queue of topic owned here was acknowledged: wakes the
- * receives waiting on the topic. Any thread; cheap when nobody waits. */
-void br_recv_notify(br_server_t *srv, const char *topic);
+/* An append to queue (-1: some queue) of topic owned here was
+ * acknowledged: wakes the receives waiting on the topic, which ask that
+ * queue first. Any thread; cheap when nobody waits. */
+void br_recv_notify(br_server_t *srv, const char *topic, int queue);
 /* A queue starts serving here (before it enters the table). */
 void br_recv_queue_open(br_server_t *srv, br_queue_t *q);
 /* A queue left the table and nobody holds it: closes its cursors
