@@ -379,6 +379,14 @@ mq_err_t br_groups_get(br_groups_t *gc, const char *name, br_group_t *out)
     return br_reccache_get(gc->rc, name, out);
 }
 
+mq_err_t br_groups_peek(br_groups_t *gc, const char *name, br_group_t *out)
+{
+    if (!gc || !out || !br_group_name_valid(name)) {
+        return MQ_EINVAL;
+    }
+    return br_reccache_peek(gc->rc, name, out);
+}
+
 /* @thread any but the zk event thread */
 mq_err_t br_groups_ensure(br_groups_t *gc, const char *name, br_group_t *out)
 {

@@ -69,6 +69,8 @@ mq_err_t br_groups_new(zk_client_t *zk, const char *root, br_groups_t **out);
 void br_groups_free(br_groups_t *gc);
 /* MQ_OK and *out, or MQ_ENOTFOUND. */
 mq_err_t br_groups_get(br_groups_t *gc, const char *name, br_group_t *out);
+/* br_groups_get from memory only: MQ_EAGAIN when ZooKeeper must be asked. */
+mq_err_t br_groups_peek(br_groups_t *gc, const char *name, br_group_t *out);
 /* Creates (if absent) with the defaults and returns the record; MQ_OK also
  * when another broker created it first. */
 mq_err_t br_groups_ensure(br_groups_t *gc, const char *name, br_group_t *out);

@@ -31,7 +31,8 @@
  * a pass makes the pass run again, so none is lost.
  *
  * Threads: decoding and validation on the gRPC thread; topic and group
- * lookups (blocking on a miss) on srv->slow; the receive's own state on
+ * lookups there too when both records are in memory, else (blocking on a
+ * miss) on srv->slow; the receive's own state on
  * its executor key (srv->ex, a key of its own); cursors on the queues'
  * keys.
  */
@@ -802,6 +803,24 @@ static void br_recv_first_pass_task(void *arg)
     br_recv_pass(arg);
 }
 
+/* Answers a refused receive, or registers it and starts its first pass.
+ * Any thread. */
+static void br_recv_begin(br_recv_ctx_t *rctx, apache_rocketmq_v2_Code code, const char *why)
+{
+    br_server_t *srv = rctx->srv;
+    if (code != apache_rocketmq_v2_Code_OK) {
+        br_recv_write_status(rctx->call, code, why);
+        rpc_call_finish(rctx->call, RPC_OK, NULL);
+        br_recv_ctx_free(rctx);
+        return;
+    }
+    /* Registered before the first pass: an append acknowledged from now
+     * on makes a pass run (again). */
+    rctx->in_pass = true;
+    br_recv_register_waiter(rctx);
+    mq_executor_submit(srv->ex, rctx->key, br_recv_first_pass_task, rctx);
+}
+
 /* Topic and group lookups (blocking on a miss), then the first pass.
  * @locality srv->slow */
 static void br_recv_prepare_task(void *arg)
@@ -824,17 +843,7 @@ static void br_recv_prepare_task(void *arg)
     } else {
         code = br_recv_group(srv, rctx->group, &rctx->grp, &why);
     }
-    if (code != apache_rocketmq_v2_Code_OK) {
-        br_recv_write_status(rctx->call, code, why);
-        rpc_call_finish(rctx->call, RPC_OK, NULL);
-        br_recv_ctx_free(rctx);
-        return;
-    }
-    /* Registered before the first pass: an append acknowledged from now
-     * on makes a pass run (again). */
-    rctx->in_pass = true;
-    br_recv_register_waiter(rctx);
-    mq_executor_submit(srv->ex, rctx->key, br_recv_first_pass_task, rctx);
+    br_recv_begin(rctx, code, why);
 }
 
 /* --- the call ---------------------------------------------------------------------------- */
@@ -950,6 +959,16 @@ void br_recv_receive_on_call(rpc_call_t *call, const uint8_t *req, size_t len, v
     pb_release(apache_rocketmq_v2_ReceiveMessageRequest_fields, &r);
     rpc_call_ref(call);
     br_recv_op_begin(srv);
+    /* Topic and group in memory (the usual case): no hop to srv->slow. */
+    br_topic_t t;
+    if (br_topics_peek(srv->topics, rctx->topic, &t) == MQ_OK &&
+        br_groups_peek(srv->groups, rctx->group, &rctx->grp) == MQ_OK) {
+        bool readable = (t.perm & BR_PERM_READ) != 0;
+        br_recv_begin(rctx,
+                      readable ? apache_rocketmq_v2_Code_OK : apache_rocketmq_v2_Code_FORBIDDEN,
+                      readable ? NULL : "topic is not readable");
+        return;
+    }
     mq_executor_submit(srv->slow, rctx->key, br_recv_prepare_task, rctx);
 }
 

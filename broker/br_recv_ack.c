@@ -26,8 +26,9 @@
  * or MULTIPLE_RESULTS.
  *
  * Threads: decoding on the gRPC thread; topic and group lookups on
- * srv->slow; cursor work on the queue's key; completions on the ledger
- * client's or the rpc client's thread; the last one answers.
+ * srv->slow, except for acks whose topic and group are in memory and
+ * whose queues are all served here (then on the gRPC thread); cursor work on the queue's key;
+ * completions on the ledger client's or the rpc client's thread; the last one answers.
  */
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -613,7 +614,7 @@ static bool br_hop_qack_fn(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_er
 }
 
 /* Dispatches the acks of ctx (entries marked in todo): those of a queue
- * served here together, the others one by one. @locality srv->slow */
+ * served here together, the others one by one. Any thread. */
 static void br_hop_dispatch_acks(br_hop_ctx_t *ctx, bool *todo)
 {
     br_server_t *srv = ctx->srv;
@@ -642,6 +643,38 @@ static void br_hop_dispatch_acks(br_hop_ctx_t *ctx, bool *todo)
     }
 }
 
+/* Every entry, once the topic (t) and group lookups gave code. Any thread
+ * (srv->slow, or the gRPC thread when every queue is served here). */
+static void br_hop_prepare(br_hop_ctx_t *ctx, const br_topic_t *t, apache_rocketmq_v2_Code code,
+                           const char *why)
+{
+    bool *acks = ctx->kind == BR_HOP_ACK ? mq_calloc(ctx->n ? ctx->n : 1, sizeof(*acks)) : NULL;
+    for (size_t i = 0; i < ctx->n; i++) {
+        br_hop_entry_t *e = &ctx->e[i];
+        if (e->code != apache_rocketmq_v2_Code_OK) {
+            continue;
+        }
+        if (code != apache_rocketmq_v2_Code_OK) {
+            br_hop_set(ctx, i, code, why);
+        } else if (e->h.queue < 0 || e->h.queue >= t->queues) {
+            br_hop_set(ctx, i, apache_rocketmq_v2_Code_INVALID_RECEIPT_HANDLE,
+                       "the receipt handle names no queue of the topic");
+        } else {
+            atomic_fetch_add(&ctx->pending, 1);
+            if (acks) {
+                acks[i] = true;
+            } else {
+                br_hop_dispatch(ctx, i);
+            }
+        }
+    }
+    if (acks) {
+        br_hop_dispatch_acks(ctx, acks);
+        free(acks);
+    }
+    br_hop_unpend(ctx);
+}
+
 /* Topic and group lookups, then every entry. @locality srv->slow */
 static void br_hop_prepare_task(void *arg)
 {
@@ -660,31 +693,33 @@ static void br_hop_prepare_task(void *arg)
     } else {
         code = br_recv_group(srv, ctx->group, &ctx->grp, &why);
     }
-    bool *acks = ctx->kind == BR_HOP_ACK ? mq_calloc(ctx->n ? ctx->n : 1, sizeof(*acks)) : NULL;
+    br_hop_prepare(ctx, &t, code, why);
+}
+
+/* The usual ack: topic and group in memory and every queue served here.
+ * Then nothing can block and the acks go to their queues' keys from the
+ * gRPC thread, without a hop to srv->slow. */
+static bool br_hop_prepare_now(br_hop_ctx_t *ctx)
+{
+    br_server_t *srv = ctx->srv;
+    br_topic_t t;
+    if (ctx->kind != BR_HOP_ACK || br_topics_peek(srv->topics, ctx->topic, &t) != MQ_OK ||
+        br_groups_peek(srv->groups, ctx->group, &ctx->grp) != MQ_OK) {
+        return false;
+    }
     for (size_t i = 0; i < ctx->n; i++) {
-        br_hop_entry_t *e = &ctx->e[i];
-        if (e->code != apache_rocketmq_v2_Code_OK) {
+        const br_hop_entry_t *e = &ctx->e[i];
+        if (e->code != apache_rocketmq_v2_Code_OK || e->h.queue < 0 || e->h.queue >= t.queues) {
             continue;
         }
-        if (code != apache_rocketmq_v2_Code_OK) {
-            br_hop_set(ctx, i, code, why);
-        } else if (e->h.queue < 0 || e->h.queue >= t.queues) {
-            br_hop_set(ctx, i, apache_rocketmq_v2_Code_INVALID_RECEIPT_HANDLE,
-                       "the receipt handle names no queue of the topic");
-        } else {
-            atomic_fetch_add(&ctx->pending, 1);
-            if (acks) {
-                acks[i] = true;
-            } else {
-                br_hop_dispatch(ctx, i);
-            }
+        br_queue_t *q = br_queue_get(srv, ctx->topic, e->h.queue);
+        if (!q) {
+            return false;
         }
+        br_queue_put(srv, q);
     }
-    if (acks) {
-        br_hop_dispatch_acks(ctx, acks);
-        free(acks);
-    }
-    br_hop_unpend(ctx);
+    br_hop_prepare(ctx, &t, apache_rocketmq_v2_Code_OK, NULL);
+    return true;
 }
 
 /* --- the calls
@@ -744,6 +779,9 @@ static void br_hop_start(br_hop_ctx_t *ctx)
     ctx->top_why = why;
     if (code != apache_rocketmq_v2_Code_OK || ctx->n == 0) {
         br_hop_unpend(ctx);
+        return;
+    }
+    if (br_hop_prepare_now(ctx)) {
         return;
     }
     mq_executor_submit(srv->slow, ctx->key, br_hop_prepare_task, ctx);
