@@ -52,8 +52,8 @@
       "Hot-tail read cache shared by all owned queues, MB (a queue takes at most its share, or "   \
       "256 KiB)")                                                                                  \
     X(readCacheSizeMB, INT, "8", 0, 65536,                                                         \
-      "Cache of entries read back from bookies, shared by all owned queues, MB (consumers take "   \
-      "an entry a few messages at a time; 0: none)")                                               \
+      "Cache of entries read back from bookies, shared by the queues that read back, MB "          \
+      "(consumers take an entry a few messages at a time; 0: none)")                               \
     X(rebalanceIntervalSec, INT, "5", 1, 3600, "Leader: how often assignments are re-checked, s")  \
     X(loadReportIntervalMs, INT, "1000", 100, 600000,                                              \
       "How often the load report is refreshed, ms")                                                \

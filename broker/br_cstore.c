@@ -733,10 +733,56 @@ bool br_cstore_broken(br_cstore_t *cs)
 
 /* --- open ---------------------------------------------------------------------- */
 
+mq_err_t br_cstore_exists(const br_cstore_conf_t *conf)
+{
+    char path[BR_PATH_MAX];
+    mq_err_t err = br_cstore_conf_path(conf, path, sizeof(path));
+    if (err != MQ_OK) {
+        return err;
+    }
+    zk_stat_t st;
+    return zk_exists(conf->zk, path, &st);
+}
+
+static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
+                                  br_cstore_snap_cb snap_cb, void *arg, bool fresh,
+                                  br_cstore_t **out);
+
 /* replay may be NULL (records are skipped), and so may snap_cb (the
  * snapshot record is then empty). */
 mq_err_t br_cstore_open(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
                         br_cstore_snap_cb snap_cb, void *arg, br_cstore_t **out)
+{
+    return br_cstore_open_at(conf, replay, snap_cb, arg, false, out);
+}
+
+typedef struct br_cstore_snap_arg {
+    const void *snap;
+    size_t len;
+} br_cstore_snap_arg_t;
+
+static mq_err_t br_cstore_given_snap(const uint8_t **snap, size_t *snap_len, void *arg)
+{
+    br_cstore_snap_arg_t *a = arg;
+    *snap = a->snap;
+    *snap_len = a->len;
+    return MQ_OK;
+}
+
+mq_err_t br_cstore_create(const br_cstore_conf_t *conf, const void *snap, size_t snap_len,
+                          br_cstore_t **out)
+{
+    if (!snap && snap_len > 0) {
+        return MQ_EINVAL;
+    }
+    br_cstore_snap_arg_t a = {snap, snap_len};
+    return br_cstore_open_at(conf, NULL, br_cstore_given_snap, &a, true, out);
+}
+
+/* fresh: the cursor must not have a store yet (MQ_EBADVERSION if it has). */
+static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
+                                  br_cstore_snap_cb snap_cb, void *arg, bool fresh,
+                                  br_cstore_t **out)
 {
     char path[BR_PATH_MAX];
     if (!out) {
@@ -753,6 +799,10 @@ mq_err_t br_cstore_open(const br_cstore_conf_t *conf, br_cstore_replay_cb replay
     bool have_old = err == MQ_OK;
     if (err != MQ_OK && err != MQ_ENOTFOUND) {
         return err;
+    }
+    if (fresh && have_old) {
+        MQ_LOG_WARN("cursor store created by another broker meanwhile path=%s", path);
+        return MQ_EBADVERSION;
     }
     uint64_t records = 0;
     if (have_old) {

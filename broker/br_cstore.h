@@ -67,6 +67,15 @@ typedef mq_err_t (*br_cstore_snap_cb)(const uint8_t **snap, size_t *snap_len, vo
 mq_err_t br_cstore_open(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
                         br_cstore_snap_cb snap_cb, void *arg, br_cstore_t **out);
 
+/* Whether the cursor has a store: MQ_OK (its znode exists), MQ_ENOTFOUND
+ * (a new cursor) or ZooKeeper's error. One read. */
+mq_err_t br_cstore_exists(const br_cstore_conf_t *conf);
+/* Creates the store of a new cursor with snap as its first record, as
+ * br_cstore_open does for a missing znode; MQ_EBADVERSION when the cursor
+ * has a store by now (another broker made it). Blocking. */
+mq_err_t br_cstore_create(const br_cstore_conf_t *conf, const void *snap, size_t snap_len,
+                          br_cstore_t **out);
+
 /* Appends one record (copied). cb runs exactly once (if this returns
  * MQ_OK) when the record is durable or failed. MQ_EFENCED / MQ_ECLOSED
  * right away when the store is broken or closed. */

@@ -74,7 +74,8 @@ typedef struct br_mlog_conf {
     br_mlog_budget_t *budget;  /* borrowed; when set, replaces cache_bytes */
     /* Entries read back from bookies are kept for the next reads (a
      * consumer takes an entry a few messages at a time): a few per log,
-     * charged to read_budget (borrowed; NULL: no such cache). */
+     * charged to read_budget (borrowed; NULL: no such cache), whose limit
+     * is shared by the logs that read back (its `logs`). */
     br_mlog_budget_t *read_budget;
     br_mlog_fenced_cb on_fenced; /* may be NULL */
     void *arg;

@@ -293,6 +293,7 @@ struct br_mlog {
     pthread_mutex_t rlock;
     br_mlog_rentry_t rcache[BR_MLOG_RCACHE_SLOTS];
     uint64_t rcache_tick;
+    bool rcache_counted; /* counted in read_budget->logs */
 
     /* @locks meta_lock */
     pthread_mutex_t meta_lock;

@@ -354,7 +354,7 @@ static void br_mlog_destroy(br_mlog_t *ml)
     br_mlog_rh_free_all(ml);
     br_mlog_cache_fini(&ml->cache);
     br_mlog_rcache_trim(ml, INT64_MAX);
-    if (ml->conf.read_budget) {
+    if (ml->rcache_counted) {
         atomic_fetch_sub(&ml->conf.read_budget->logs, 1);
     }
     free(ml->index);
@@ -454,9 +454,6 @@ mq_err_t br_mlog_open(const br_mlog_conf_t *conf, br_mlog_t **out)
     ml->cache.budget = c.budget;
     if (c.budget) {
         atomic_fetch_add(&c.budget->logs, 1);
-    }
-    if (c.read_budget) {
-        atomic_fetch_add(&c.read_budget->logs, 1);
     }
     pthread_mutex_init(&ml->lock, NULL);
     pthread_cond_init(&ml->cond, NULL);

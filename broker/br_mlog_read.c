@@ -221,6 +221,12 @@ static void br_mlog_rcache_put(br_mlog_t *ml, const br_mlog_entry_hdr_t *h, cons
         pthread_mutex_unlock(&ml->rlock);
         return;
     }
+    if (!ml->rcache_counted) {
+        /* The budget is shared by the logs that read back, not by every
+         * log the broker owns (most are only written). */
+        ml->rcache_counted = true;
+        atomic_fetch_add(&bg->logs, 1);
+    }
     size_t logs = atomic_load(&bg->logs);
     size_t share = bg->limit / (logs ? logs : 1);
     size_t own = 0;

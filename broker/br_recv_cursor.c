@@ -7,8 +7,11 @@
  * and replays it into a br_cursor that starts at the queue's min offset (a
  * group new to the queue reads from the earliest retained message). The
  * requests arriving meanwhile wait in the entry and run, in order, once it
- * is loaded. When the store broke (an add failed: fenced or bookies gone)
- * the cursor is dropped and loaded again on next use.
+ * is loaded. A cursor without a znode (new to the queue) does not wait for
+ * its store: it serves at once, br_cstore_create makes the store on
+ * srv->recv->io (a ledger, its first entry and the znode: three synced
+ * ZooKeeper writes), and records appended meanwhile wait in rc->pend. When the store broke (an add
+ * failed: fenced or bookies gone) the cursor is dropped and loaded again on next use.
  *
  * Compaction: once the current cursor ledger holds more than
  * cursorCompactEntries entries, a snapshot is taken on the queue's key and
@@ -58,8 +61,28 @@ typedef struct br_rcur_load {
     br_cstore_t *cs;
     mq_buf_t *snap;
     mq_err_t err;
+    bool fresh; /* no store yet: serve now, create it afterwards */
     uint64_t t0;
 } br_rcur_load_t;
+
+/* A record appended while a new cursor's store is being created. */
+struct br_rcur_prec {
+    br_rcur_prec_t *next;
+    mq_buf_t *rec;
+    br_cstore_done_cb cb;
+    void *arg;
+};
+
+/* Creating a new cursor's store (srv->recv->io). */
+typedef struct br_rcur_create {
+    br_server_t *srv;
+    br_queue_t *q; /* referenced until the store is in place */
+    br_rcur_t *rc;
+    mq_buf_t *snap;
+    br_cstore_t *cs;
+    mq_err_t err;
+    uint64_t t0;
+} br_rcur_create_t;
 
 typedef struct br_rcur_roll {
     br_server_t *srv;
@@ -154,6 +177,93 @@ static mq_err_t br_rcur_snap(const uint8_t **snap, size_t *snap_len, void *arg)
     return MQ_OK;
 }
 
+/* Answers records that waited for a store that will not come. */
+static void br_rcur_pend_fail(br_rcur_t *rc, mq_err_t err)
+{
+    br_rcur_prec_t *p = rc->pend;
+    rc->pend = NULL;
+    rc->pend_tail = &rc->pend;
+    while (p) {
+        br_rcur_prec_t *next = p->next;
+        if (p->cb) {
+            p->cb(err, p->arg);
+        }
+        mq_buf_unref(p->rec);
+        free(p);
+        p = next;
+    }
+}
+
+/* The store is in place (or failed): the records that waited go to it, in
+ * order. @locality queue key */
+static void br_rcur_created_task(void *arg)
+{
+    br_rcur_create_t *cj = arg;
+    br_server_t *srv = cj->srv;
+    br_rcur_t *rc = cj->rc;
+    rc->creating = false;
+    if (cj->err == MQ_OK) {
+        rc->cs = cj->cs;
+        br_rcur_prec_t *p = rc->pend;
+        rc->pend = NULL;
+        rc->pend_tail = &rc->pend;
+        while (p) {
+            br_rcur_prec_t *next = p->next;
+            mq_err_t err = br_cstore_append(rc->cs, p->rec->data, p->rec->len, p->cb, p->arg);
+            if (err != MQ_OK && p->cb) {
+                p->cb(err, p->arg);
+            }
+            mq_buf_unref(p->rec);
+            free(p);
+            p = next;
+        }
+        MQ_LOG_DEBUG("cursor store created group=%s topic=%s queue=%d ms=%llu", rc->group,
+                     cj->q->topic, cj->q->id, (unsigned long long)(mq_now_ms() - cj->t0));
+    } else {
+        rc->store_err = cj->err;
+        MQ_LOG_WARN("cannot create cursor store group=%s topic=%s queue=%d err=%s", rc->group,
+                    cj->q->topic, cj->q->id, mq_err_str(cj->err));
+        br_rcur_pend_fail(rc, cj->err);
+    }
+    br_queue_put(srv, cj->q);
+    free(cj);
+}
+
+/* @locality srv->recv->io (blocking) */
+static void br_rcur_create_task(void *arg)
+{
+    br_rcur_create_t *cj = arg;
+    br_server_t *srv = cj->srv;
+    br_cstore_conf_t cc = {srv->lc, srv->zk, srv->root, cj->rc->group, cj->q->topic, cj->q->id};
+    cj->err = br_cstore_create(&cc, cj->snap->data, cj->snap->len, &cj->cs);
+    mq_buf_unref(cj->snap);
+    cj->snap = NULL;
+    mq_executor_submit(srv->ex, br_queue_key(cj->q->topic, cj->q->id), br_rcur_created_task, cj);
+}
+
+/* Starts creating the store of the new cursor rc, its first record the
+ * cursor as it is now (before any request used it). @locality queue key */
+static void br_rcur_create_start(br_server_t *srv, br_queue_t *q, br_rcur_t *rc)
+{
+    rc->pend = NULL;
+    rc->pend_tail = &rc->pend;
+    br_queue_t *lq = atomic_load(&srv->recv->stopping) ? NULL : br_queue_get(srv, q->topic, q->id);
+    if (!lq) {
+        /* The queue is going away: nothing to store for. */
+        rc->store_err = MQ_ENOTOWNER;
+        return;
+    }
+    br_rcur_create_t *cj = mq_calloc(1, sizeof(*cj));
+    cj->srv = srv;
+    cj->q = lq;
+    cj->rc = rc;
+    cj->t0 = mq_now_ms();
+    br_cursor_clamp(rc->cur, br_mlog_min_offset(q->ml));
+    br_cursor_rec_snapshot(rc->cur, &cj->snap);
+    rc->creating = true;
+    mq_executor_submit(srv->recv->io, br_queue_key(q->topic, q->id), br_rcur_create_task, cj);
+}
+
 /* Runs the requests that waited for the load. @locality queue key */
 static void br_rcur_loaded_task(void *arg)
 {
@@ -163,7 +273,14 @@ static void br_rcur_loaded_task(void *arg)
     br_rcur_wait_t *w = rc->waits;
     rc->waits = NULL;
     rc->loading = false;
-    if (ld->err == MQ_OK) {
+    if (ld->err == MQ_OK && ld->fresh) {
+        rc->cur = ld->cur;
+        rc->gen = atomic_fetch_add(&srv->recv->gen, 1) + 1;
+        br_rcur_create_start(srv, ld->q, rc);
+        MQ_LOG_INFO("new cursor group=%s topic=%s queue=%d start=%lld load_ms=%llu", rc->group,
+                    ld->q->topic, ld->q->id, (long long)br_mlog_min_offset(ld->q->ml),
+                    (unsigned long long)(mq_now_ms() - ld->t0));
+    } else if (ld->err == MQ_OK) {
         rc->cur = ld->cur;
         rc->cs = ld->cs;
         rc->gen = atomic_fetch_add(&srv->recv->gen, 1) + 1;
@@ -210,7 +327,15 @@ static void br_rcur_load_task(void *arg)
     br_rcur_conf(srv, rc, &conf);
     ld->cur = br_cursor_new(&conf, br_mlog_min_offset(ld->q->ml));
     br_cstore_conf_t cc = {srv->lc, srv->zk, srv->root, rc->group, ld->q->topic, ld->q->id};
-    ld->err = br_cstore_open(&cc, br_rcur_replay, br_rcur_snap, ld, &ld->cs);
+    /* A new cursor (one read says so) serves at once; its store, three
+     * synced ZooKeeper writes, is created after (br_rcur_create_start). */
+    ld->err = br_cstore_exists(&cc);
+    if (ld->err == MQ_ENOTFOUND) {
+        ld->err = MQ_OK;
+        ld->fresh = true;
+    } else if (ld->err == MQ_OK) {
+        ld->err = br_cstore_open(&cc, br_rcur_replay, br_rcur_snap, ld, &ld->cs);
+    }
     if (ld->snap) {
         mq_buf_unref(ld->snap);
         ld->snap = NULL;
@@ -232,7 +357,10 @@ static void br_rcur_drop(br_server_t *srv, br_queue_t *q, br_rcur_t *rc)
     br_rcur_unlink(q, rc);
     br_cursor_free(rc->cur);
     /* Freeing the store may wait for its appends: not on the executor. */
-    mq_executor_submit(srv->recv->io, mq_mix64((uintptr_t)rc->cs), br_rcur_free_store_task, rc->cs);
+    if (rc->cs) {
+        mq_executor_submit(srv->recv->io, mq_mix64((uintptr_t)rc->cs), br_rcur_free_store_task,
+                           rc->cs);
+    }
     free(rc);
 }
 
@@ -250,8 +378,9 @@ static void br_rcur_with_task(void *arg)
     while (rc && strcmp(rc->group, req->grp.name) != 0) {
         rc = rc->next;
     }
-    if (rc && !rc->loading && br_cstore_broken(rc->cs) && rc->busy == 0 && !rc->rolling &&
-        !atomic_load(&srv->recv->stopping)) {
+    if (rc && !rc->loading && !rc->creating &&
+        (rc->cs ? br_cstore_broken(rc->cs) : rc->store_err != MQ_OK) && rc->busy == 0 &&
+        !rc->rolling && !atomic_load(&srv->recv->stopping)) {
         br_rcur_drop(srv, q, rc);
         rc = NULL;
     }
@@ -353,6 +482,19 @@ static void br_rcur_append_done(mq_err_t err, void *arg)
 mq_err_t br_rcur_append(br_server_t *srv, br_queue_t *q, br_rcur_t *rc, mq_buf_t *rec,
                         br_cstore_done_cb cb, void *arg)
 {
+    if (!rc->cs) {
+        if (!rc->creating) {
+            mq_buf_unref(rec);
+            return rc->store_err != MQ_OK ? rc->store_err : MQ_ECLOSED;
+        }
+        br_rcur_prec_t *p = mq_calloc(1, sizeof(*p));
+        p->rec = rec;
+        p->cb = cb ? cb : br_rcur_append_done;
+        p->arg = arg;
+        *rc->pend_tail = p;
+        rc->pend_tail = &p->next;
+        return MQ_OK;
+    }
     mq_err_t err =
         br_cstore_append(rc->cs, rec->data, rec->len, cb ? cb : br_rcur_append_done, arg);
     mq_buf_unref(rec);
@@ -410,7 +552,7 @@ static void br_rcur_detach_task(void *arg)
     for (br_rcur_t *rc = d->curs; rc; rc = rc->next, i++) {
         /* Nobody holds the queue, so no load or pop is in flight. */
         MQ_ASSERT(!rc->loading && rc->cur && !rc->parked);
-        if (!d->lost && !br_cstore_broken(rc->cs)) {
+        if (!d->lost && rc->cs && !br_cstore_broken(rc->cs)) {
             br_cursor_rec_handover(rc->cur, mq_now_ms(), mq_wall_ms(), &d->snaps[i]);
         }
     }
@@ -447,7 +589,9 @@ void br_recv_queue_release(br_server_t *srv, br_queue_t *q, bool lost)
             }
             mq_buf_unref(d.snaps[i]);
         }
-        br_cstore_free(rc->cs);
+        if (rc->cs) {
+            br_cstore_free(rc->cs);
+        }
         br_cursor_free(rc->cur);
         MQ_LOG_DEBUG("cursor released group=%s topic=%s queue=%d lost=%d", rc->group, q->topic,
                      q->id, lost);

@@ -54,13 +54,22 @@ typedef struct br_recv {
 /* --- cursors (br_recv_cursor.c) ---------------------------------------------------------- */
 
 typedef struct br_rcur_wait br_rcur_wait_t;
+typedef struct br_rcur_prec br_rcur_prec_t;
 
 typedef struct br_rcur {
     char group[BR_GROUP_NAME_MAX + 1];
     br_group_t grp;   /* the record the cursor is configured from */
     br_cursor_t *cur; /* NULL while loading */
-    br_cstore_t *cs;
+    br_cstore_t *cs;  /* NULL while a new cursor's store is created */
     bool loading;
+    /* A new cursor serves at once; its store is created meanwhile on
+     * srv->recv->io, and records appended until then wait in pend (they
+     * are answered once written). store_err: the creation failed (the
+     * cursor is dropped and loaded again on next use). */
+    bool creating;
+    br_rcur_prec_t *pend;
+    br_rcur_prec_t **pend_tail;
+    mq_err_t store_err;
     bool rolling;           /* compaction in progress on srv->recv->io */
     int busy;               /* pops holding picked offsets */
     uint64_t gen;           /* changes when the cursor is reloaded */

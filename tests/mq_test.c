@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -101,20 +102,41 @@ static void mq_test_zk_atexit(void)
     mq_test_zk_stop();
 }
 
-static int mq_test_free_port(void)
+int mq_test_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
+    /* The kernel may hand the same ephemeral port out again as soon as it
+     * is released: a test asking for two ports (a bookie's and its HTTP
+     * server's) could get one twice. Ports handed out lately are skipped. */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int recent[64];
+    static size_t nrecent;
+    pthread_mutex_lock(&mu);
     int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
+    for (int attempt = 0; attempt < 32 && port < 0; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) {
+            break;
+        }
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof(a);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+            port = ntohs(a.sin_port);
+        }
+        close(fd);
+        for (size_t i = 0; port > 0 && i < nrecent && i < 64; i++) {
+            if (recent[i] == port) {
+                port = -1;
+            }
+        }
     }
-    close(fd);
+    if (port > 0) {
+        recent[nrecent++ % 64] = port;
+    }
+    pthread_mutex_unlock(&mu);
     return port;
 }
 
@@ -166,7 +188,7 @@ bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms)
     snprintf(log, sizeof(log), "%s/zk.log", mq_test_zk_dir);
     snprintf(tick, sizeof(tick), "%u", tick_ms ? tick_ms : 500);
     for (int attempt = 0; attempt < 5; attempt++) {
-        int port = mq_test_free_port();
+        int port = mq_test_port();
         char sport[16];
         snprintf(sport, sizeof(sport), "%d", port);
         pid_t parent = getpid();

@@ -36,6 +36,9 @@ const char *mq_test_binary_dir(void);
  * timeout is 2 ticks); 0 means 500 ms, which keeps session-expiry tests fast.
  */
 bool mq_test_zk_start(char *hostport, size_t cap, uint32_t tick_ms);
+/* A loopback TCP port nobody listens on right now (bound, read, released),
+ * never one this process was handed lately. -1 on failure. */
+int mq_test_port(void);
 /* Stops the ZooKeeper started by mq_test_zk_start (if any). */
 void mq_test_zk_stop(void);
 

@@ -44,27 +44,6 @@
 
 static char it_broker_eps[IT_MAX_BROKERS][64];
 
-/* A port nobody listens on right now (bound, read, released). */
-static int it_broker_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* True when something accepts TCP connections on 127.0.0.1:port. */
 static bool it_broker_port_open(int port)
 {
@@ -100,7 +79,7 @@ void it_broker_prepare(it_cluster_t *c, int i, const char *const *sets)
     snprintf(b->conf, sizeof(b->conf), "%s/broker%d.conf", base, i);
     snprintf(b->log, sizeof(b->log), "%s/broker%d.log", base, i);
     if (b->port == 0) {
-        b->port = it_broker_free_port();
+        b->port = mq_test_port();
     }
     snprintf(b->id, sizeof(b->id), "broker-%d", i);
     snprintf(it_broker_eps[i], sizeof(it_broker_eps[i]), "127.0.0.1:%d", b->port);

@@ -39,24 +39,6 @@ const char *it_bin(const char *name)
     return p;
 }
 
-/* A port nobody listens on right now (bound, read, released). */
-static int it_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* The cluster of the running test, killed at exit if a fatal assertion
  * skipped it_cluster_fini. */
 static it_cluster_t *it_current;
@@ -201,7 +183,7 @@ void it_bookie_prepare(it_cluster_t *c, int i, const char *const *sets)
     snprintf(b->conf, sizeof(b->conf), "%s/bookie%d.conf", base, i);
     snprintf(b->log, sizeof(b->log), "%s/bookie%d.log", base, i);
     if (b->port == 0) {
-        b->port = it_free_port();
+        b->port = mq_test_port();
     }
     snprintf(b->id, sizeof(b->id), "127.0.0.1:%d", b->port);
     mq_fs_mkdirs(b->dir);

@@ -82,24 +82,11 @@ static int http_get(int port, const char *path, char *out, size_t cap)
     return (int)got;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_serve_stop_restart(void)
 {
     it_cluster_t c;
     CU_ASSERT_FATAL(it_cluster_init(&c, "basic"));
-    int http_port = free_port();
+    int http_port = mq_test_port();
     char http_set[64];
     snprintf(http_set, sizeof(http_set), "httpServerPort=%d", http_port);
     const char *sets[] = {"httpServerEnabled=true", http_set, NULL};

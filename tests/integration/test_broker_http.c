@@ -57,19 +57,6 @@ static int http_get(int port, const char *path, char *out, size_t cap)
     return http_raw(port, req, out, cap);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 typedef struct http_wait {
     int port;
     const char *path;
@@ -113,7 +100,7 @@ static void test_endpoints(void)
     it_cluster_t c;
     CU_ASSERT_FATAL(it_cluster_init(&c, "broker_http"));
     CU_ASSERT_FATAL(it_cluster_start_bookies(&c, 5, NULL));
-    int port = free_port();
+    int port = mq_test_port();
     char set[64];
     snprintf(set, sizeof(set), "httpServerPort=%d", port);
     const char *sets[] = {set, NULL};

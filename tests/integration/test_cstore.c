@@ -456,6 +456,40 @@ static void test_new_and_reopen(void)
     t_replay_fini(&r4);
 }
 
+/* A new cursor's store made apart from its first use: exists says there
+ * is none, create makes it with the given snapshot, and a second create
+ * (another broker) is refused, leaving the first store alone. */
+static void test_create(void)
+{
+    br_cstore_conf_t conf;
+    t_conf(&conf, lca, "t1c", 0);
+    IT_EXPECT(br_cstore_exists(&conf), MQ_ENOTFOUND);
+    br_cstore_t *cs = NULL;
+    IT_EXPECT(br_cstore_create(&conf, "snap-c", 6, &cs), MQ_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+    IT_EXPECT(br_cstore_exists(&conf), MQ_OK);
+    uint64_t l1 = t_znode_ledger("t1c", 0);
+    br_cstore_conf_t other;
+    t_conf(&other, lcb, "t1c", 0);
+    br_cstore_t *cs2 = NULL;
+    IT_EXPECT(br_cstore_create(&other, "snap-x", 6, &cs2), MQ_EBADVERSION);
+    CU_ASSERT_PTR_NULL(cs2);
+    CU_ASSERT_EQUAL(t_znode_ledger("t1c", 0), l1);
+    CU_ASSERT_FALSE(br_cstore_broken(cs));
+    IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
+    br_cstore_free(cs);
+    /* What a reopen replays: the snapshot create wrote. */
+    t_replay_t r;
+    t_replay_init(&r, "snap-r");
+    cs = t_open(lcb, "t1c", &r, MQ_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+    CU_ASSERT_EQUAL(r.n, 1);
+    CU_ASSERT_TRUE(t_replay_is(&r, 0, "snap-c"));
+    IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
+    br_cstore_free(cs);
+    t_replay_fini(&r);
+}
+
 static void test_roll(void)
 {
     t_replay_t r;
@@ -927,6 +961,7 @@ int main(void)
 {
     static CU_TestInfo tests[] = {
         {"new cursor, 1000 appends from 2 threads, reopen replays", test_new_and_reopen},
+        {"a new cursor's store is created apart; a second create is refused", test_create},
         {"roll while appending keeps every later record", test_roll},
         {"records after the snapshot of an announced roll are kept", test_roll_begin},
         {"takeover fences the old owner, nothing acked is lost", test_takeover},
