@@ -199,6 +199,7 @@ typedef struct br_mlog_search {
     int64_t olo;
     int64_t ohi;
     int step;
+    int64_t last_span; /* entries in [lo, hi] at the previous probe */
 } br_mlog_search_t;
 
 void br_mlog_search_init(br_mlog_search_t *s, int64_t entries, int64_t first, int64_t end);

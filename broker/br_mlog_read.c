@@ -8,9 +8,10 @@
  * ledger through its index (entry -> base offset of every acknowledged
  * entry, kept even when payloads are evicted: one bookie read); in a closed
  * ledger (found by binary search on first_offset in the list) by searching
- * its entries, reading entry headers from bookies. That search alternates
- * interpolation (offsets per entry are roughly even) with bisection (so it
- * stays O(log n) when they are not) and starts from what earlier reads of
+ * its entries, reading entry headers from bookies. That search
+ * interpolates (offsets per entry are roughly even) while each probe at
+ * least halves the range and bisects otherwise (so it stays O(log n) when
+ * they are not) and starts from what earlier reads of
  * the same ledger learned, so a reader walking forward costs one read per
  * entry. Closed ledgers are read through a few handles kept open (LRU),
  * opened lazily by a helper thread since opening reads ZooKeeper.
@@ -285,6 +286,7 @@ void br_mlog_search_init(br_mlog_search_t *s, int64_t entries, int64_t first, in
     s->olo = first;
     s->ohi = end;
     s->step = 0;
+    s->last_span = 0;
 }
 
 int br_mlog_search_apply(br_mlog_search_t *s, int64_t offset, int64_t entry, int64_t base,
@@ -317,8 +319,15 @@ int64_t br_mlog_search_probe(br_mlog_search_t *s, int64_t offset)
     if (s->lo > s->hi || offset < s->olo || offset >= s->ohi) {
         return -1;
     }
+    /* Interpolation (offsets per entry are roughly even) while each probe
+     * at least halves the range, else bisection: at most two probes per
+     * halving, so O(log n) whatever the entry sizes, and two or three
+     * probes when they are even. */
+    int64_t span = s->hi - s->lo + 1;
+    bool interpolate = s->ohi != INT64_MAX && (s->step == 0 || span * 2 <= s->last_span);
+    s->step++;
+    s->last_span = span;
     int64_t mid;
-    bool interpolate = (s->step++ % 2) == 0 && s->ohi != INT64_MAX;
     if (interpolate) {
         double frac = (double)(offset - s->olo) / (double)(s->ohi - s->olo);
         mid = s->lo + (int64_t)(frac * (double)(s->hi - s->lo + 1));
