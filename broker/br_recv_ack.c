@@ -26,9 +26,10 @@
  * or MULTIPLE_RESULTS.
  *
  * Threads: decoding on the gRPC thread; topic and group lookups on
- * srv->slow, except for acks whose topic and group are in memory and
- * whose queues are all served here (then on the gRPC thread); cursor work on the queue's key;
- * completions on the ledger client's or the rpc client's thread; the last one answers.
+ * srv->slow, except for acks whose topic and group are in memory and whose
+ * queues are all served here (then on the gRPC thread); cursor work on the
+ * queue's key; completions on the ledger client's or the rpc client's
+ * thread; the last one answers.
  */
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -514,8 +515,7 @@ static void br_hop_dispatch(br_hop_ctx_t *ctx, size_t i)
                  "the queue has no owner yet; retry");
 }
 
-/* --- acks of one queue together
- * ------------------------------------------------------------------------------------ */
+/* --- acks of one queue together ------------------------------------------------------ */
 
 /* The entries of one ack request that name one queue served here: they
  * are acknowledged in one task on the queue's key and persisted as one

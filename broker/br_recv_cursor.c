@@ -10,8 +10,9 @@
  * is loaded. A cursor without a znode (new to the queue) does not wait for
  * its store: it serves at once, br_cstore_create makes the store on
  * srv->recv->io (a ledger, its first entry and the znode: three synced
- * ZooKeeper writes), and records appended meanwhile wait in rc->pend. When the store broke (an add
- * failed: fenced or bookies gone) the cursor is dropped and loaded again on next use.
+ * ZooKeeper writes), and records appended meanwhile wait in rc->pend. When
+ * the store broke (an add failed: fenced or bookies gone) or could not be
+ * created, the cursor is dropped and loaded again on next use.
  *
  * Compaction: once the current cursor ledger holds more than
  * cursorCompactEntries entries, a snapshot is taken on the queue's key and
