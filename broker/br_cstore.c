@@ -744,8 +744,15 @@ mq_err_t br_cstore_exists(const br_cstore_conf_t *conf)
     return zk_exists(conf->zk, path, &st);
 }
 
+/* What an open expects of the znode. */
+typedef enum br_cstore_mode {
+    BR_CSTORE_ANY,      /* take it over, or create it when absent */
+    BR_CSTORE_EXISTING, /* take it over; MQ_ENOTFOUND when absent */
+    BR_CSTORE_NEW,      /* create it; MQ_EBADVERSION when present */
+} br_cstore_mode_t;
+
 static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
-                                  br_cstore_snap_cb snap_cb, void *arg, bool fresh,
+                                  br_cstore_snap_cb snap_cb, void *arg, br_cstore_mode_t mode,
                                   br_cstore_t **out);
 
 /* replay may be NULL (records are skipped), and so may snap_cb (the
@@ -753,7 +760,13 @@ static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay
 mq_err_t br_cstore_open(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
                         br_cstore_snap_cb snap_cb, void *arg, br_cstore_t **out)
 {
-    return br_cstore_open_at(conf, replay, snap_cb, arg, false, out);
+    return br_cstore_open_at(conf, replay, snap_cb, arg, BR_CSTORE_ANY, out);
+}
+
+mq_err_t br_cstore_open_existing(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
+                                 br_cstore_snap_cb snap_cb, void *arg, br_cstore_t **out)
+{
+    return br_cstore_open_at(conf, replay, snap_cb, arg, BR_CSTORE_EXISTING, out);
 }
 
 typedef struct br_cstore_snap_arg {
@@ -776,12 +789,11 @@ mq_err_t br_cstore_create(const br_cstore_conf_t *conf, const void *snap, size_t
         return MQ_EINVAL;
     }
     br_cstore_snap_arg_t a = {snap, snap_len};
-    return br_cstore_open_at(conf, NULL, br_cstore_given_snap, &a, true, out);
+    return br_cstore_open_at(conf, NULL, br_cstore_given_snap, &a, BR_CSTORE_NEW, out);
 }
 
-/* fresh: the cursor must not have a store yet (MQ_EBADVERSION if it has). */
 static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
-                                  br_cstore_snap_cb snap_cb, void *arg, bool fresh,
+                                  br_cstore_snap_cb snap_cb, void *arg, br_cstore_mode_t mode,
                                   br_cstore_t **out)
 {
     char path[BR_PATH_MAX];
@@ -800,7 +812,10 @@ static mq_err_t br_cstore_open_at(const br_cstore_conf_t *conf, br_cstore_replay
     if (err != MQ_OK && err != MQ_ENOTFOUND) {
         return err;
     }
-    if (fresh && have_old) {
+    if (mode == BR_CSTORE_EXISTING && !have_old) {
+        return MQ_ENOTFOUND;
+    }
+    if (mode == BR_CSTORE_NEW && have_old) {
         MQ_LOG_WARN("cursor store created by another broker meanwhile path=%s", path);
         return MQ_EBADVERSION;
     }

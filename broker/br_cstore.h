@@ -70,6 +70,10 @@ mq_err_t br_cstore_open(const br_cstore_conf_t *conf, br_cstore_replay_cb replay
 /* Whether the cursor has a store: MQ_OK (its znode exists), MQ_ENOTFOUND
  * (a new cursor) or ZooKeeper's error. One read. */
 mq_err_t br_cstore_exists(const br_cstore_conf_t *conf);
+/* As br_cstore_open, but MQ_ENOTFOUND (nothing written) when the cursor has
+ * no store yet. Blocking. */
+mq_err_t br_cstore_open_existing(const br_cstore_conf_t *conf, br_cstore_replay_cb replay,
+                                 br_cstore_snap_cb snap_cb, void *arg, br_cstore_t **out);
 /* Creates the store of a new cursor with snap as its first record, as
  * br_cstore_open does for a missing znode; MQ_EBADVERSION when the cursor
  * has a store by now (another broker made it). Blocking. */

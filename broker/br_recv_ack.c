@@ -707,11 +707,14 @@ static bool br_hop_prepare_now(br_hop_ctx_t *ctx)
         br_groups_peek(srv->groups, ctx->group, &ctx->grp) != MQ_OK) {
         return false;
     }
+    int checked = -1; /* a receive's entries come grouped by queue */
     for (size_t i = 0; i < ctx->n; i++) {
         const br_hop_entry_t *e = &ctx->e[i];
-        if (e->code != apache_rocketmq_v2_Code_OK || e->h.queue < 0 || e->h.queue >= t.queues) {
+        if (e->code != apache_rocketmq_v2_Code_OK || e->h.queue < 0 || e->h.queue >= t.queues ||
+            e->h.queue == checked) {
             continue;
         }
+        checked = e->h.queue;
         br_queue_t *q = br_queue_get(srv, ctx->topic, e->h.queue);
         if (!q) {
             return false;

@@ -328,14 +328,13 @@ static void br_rcur_load_task(void *arg)
     br_rcur_conf(srv, rc, &conf);
     ld->cur = br_cursor_new(&conf, br_mlog_min_offset(ld->q->ml));
     br_cstore_conf_t cc = {srv->lc, srv->zk, srv->root, rc->group, ld->q->topic, ld->q->id};
-    /* A new cursor (one read says so) serves at once; its store, three
-     * synced ZooKeeper writes, is created after (br_rcur_create_start). */
-    ld->err = br_cstore_exists(&cc);
+    /* A new cursor (no znode: the open's one read says so) serves at once;
+     * its store, three synced ZooKeeper writes, is created after
+     * (br_rcur_create_start). */
+    ld->err = br_cstore_open_existing(&cc, br_rcur_replay, br_rcur_snap, ld, &ld->cs);
     if (ld->err == MQ_ENOTFOUND) {
         ld->err = MQ_OK;
         ld->fresh = true;
-    } else if (ld->err == MQ_OK) {
-        ld->err = br_cstore_open(&cc, br_rcur_replay, br_rcur_snap, ld, &ld->cs);
     }
     if (ld->snap) {
         mq_buf_unref(ld->snap);
