@@ -320,9 +320,9 @@ static void bk_req_add(bk_server_t *srv, mq_net_conn_t *conn, const mq_net_frame
         return;
     }
     srv->pending_ops++;
-    size_t cache_max = (size_t)srv->conf->dbStorage_writeCacheMaxSizeMb << 20;
     size_t cached = bk_storage_cache_bytes(srv->storage);
-    if (cached > cache_max / 2 && !atomic_load(&srv->sync_wanted)) {
+    if (cached > atomic_load_explicit(&srv->sync_at, memory_order_relaxed) &&
+        !atomic_load(&srv->sync_wanted)) {
         bk_server_request_checkpoint(srv);
     }
     if (bk_req_over_limit(srv, cached)) {

@@ -94,6 +94,9 @@ typedef struct bk_server {
     bool sync_requested;
     bool sync_stop;
     atomic_bool sync_wanted; /* cheap flag for the add path */
+    /* Write-cache bytes past which an add asks for a checkpoint: half the
+     * cache +-25%, drawn afresh by the checkpoint thread after each one. */
+    atomic_size_t sync_at;
 
     /* Disk state (admin thread writes, others read). */
     atomic_bool read_only;

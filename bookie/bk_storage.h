@@ -95,6 +95,14 @@ size_t bk_storage_cache_bytes(bk_storage_t *st);
  */
 mq_err_t bk_storage_checkpoint(bk_storage_t *st, bk_journal_pos_t mark,
                                const bk_ledger_update_t *ledgers, size_t nledgers);
+/*
+ * Paces the next checkpoint's entry-log writes to about bytes_per_sec (0:
+ * flat out, the default; each checkpoint resets it when done). A paced
+ * checkpoint goes flat out once the active cache holds more than half the
+ * bytes of the one being flushed (pacing never lets the cache fill up), or
+ * once this is called with 0 from any thread (a stop).
+ */
+void bk_storage_pace_next(bk_storage_t *st, uint64_t bytes_per_sec);
 
 /* Durable ledger records, for loading at startup (see bk_index). */
 mq_err_t bk_storage_foreach_ledger(bk_storage_t *st,
