@@ -10,10 +10,9 @@
  * (br_mlog_entry.c's layout, header left blank). A batch is sealed when the
  * next message would not fit max_entry_bytes. The executor's pump cuts
  * batches: a sealed one at once, the open one when linger_us passed since
- * its first message (a timer on conf.executor/conf.key; the timer has
- * millisecond resolution, so a remaining wait under 1 ms ends at the
- * executor's next turn). Cutting assigns the offsets (base = next offset),
- * stamps the header and hands the entry to lc_ledger_add_async; at most
+ * its first message (a timer on conf.executor/conf.key, to the
+ * microsecond). Cutting assigns the offsets (base = next offset), stamps
+ * the header and hands the entry to lc_ledger_add_async; at most
  * BR_MLOG_MAX_INFLIGHT entries are in flight, and while they are, messages
  * pile up in the intake and make bigger entries: low latency at low rates,
  * big entries at high rates.
@@ -298,8 +297,8 @@ static void br_mlog_linger_arm(br_mlog_t *ml, uint64_t seq, uint64_t first_ns)
     uint64_t waited = mq_now_ns() - first_ns;
     uint64_t left = ml->linger_ns > waited ? ml->linger_ns - waited : 0;
     ml->linger_seq = seq;
-    ml->linger_timer = mq_executor_schedule(ml->conf.executor, ml->conf.key, left / 1000000u,
-                                            br_mlog_linger_fire, ml);
+    ml->linger_timer =
+        mq_executor_schedule_ns(ml->conf.executor, ml->conf.key, left, br_mlog_linger_fire, ml);
 }
 
 void br_mlog_timers_cancel(br_mlog_t *ml)

@@ -262,10 +262,16 @@ void mq_executor_submit(mq_executor_t *ex, uint64_t key, mq_task_cb cb, void *ar
 mq_timer_t *mq_executor_schedule(mq_executor_t *ex, uint64_t key, uint64_t delay_ms, mq_task_cb cb,
                                  void *arg)
 {
+    return mq_executor_schedule_ns(ex, key, delay_ms * 1000000ull, cb, arg);
+}
+
+mq_timer_t *mq_executor_schedule_ns(mq_executor_t *ex, uint64_t key, uint64_t delay_ns,
+                                    mq_task_cb cb, void *arg)
+{
     mq_exec_worker_t *w = mq_exec_worker_of(ex, key);
     mq_timer_t *t = mq_malloc(sizeof(*t));
     t->worker = w;
-    t->deadline_ns = mq_now_ns() + delay_ms * 1000000ull;
+    t->deadline_ns = mq_now_ns() + delay_ns;
     t->cb = cb;
     t->arg = arg;
     pthread_mutex_lock(&w->lock);

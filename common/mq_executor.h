@@ -37,6 +37,9 @@ bool mq_executor_on_thread(const mq_executor_t *ex, uint64_t key);
  * until the callback has started or the timer was cancelled. */
 mq_timer_t *mq_executor_schedule(mq_executor_t *ex, uint64_t key, uint64_t delay_ms, mq_task_cb cb,
                                  void *arg);
+/* The same with a delay in nanoseconds (waits shorter than a millisecond). */
+mq_timer_t *mq_executor_schedule_ns(mq_executor_t *ex, uint64_t key, uint64_t delay_ns,
+                                    mq_task_cb cb, void *arg);
 /* Cancels a timer that has not fired. Call it from the key's thread (then the
  * callback is guaranteed not to run); the handle is freed. */
 void mq_timer_cancel(mq_timer_t *timer);
