@@ -37,8 +37,9 @@
     X(fileReservedTime, INT, "72", 0, 87600,                                                       \
       "Retention: closed ledgers older than this are deleted, hours")                              \
     X(retentionCheckIntervalSec, INT, "120", 1, 86400, "How often retention runs, s")              \
-    X(sendLingerMicros, INT, "200", 0, 100000,                                                     \
-      "Messages of one queue arriving within this are packed into one entry, us")                  \
+    X(sendLingerMicros, INT, "500", 0, 100000,                                                     \
+      "Messages of one queue arriving within this are packed into one entry (a message after "     \
+      "a quiet spell this long goes at once), us")                                                 \
     X(maxEntryBytes, INT, "1048576", 4096, 67108864, "Largest packed entry, bytes")                \
     X(sendQueueStickyMicros, INT, "1000", 0, 1000000,                                              \
       "Normal messages go to one local queue per slice of this length (0: round robin)")           \

@@ -11,7 +11,9 @@
  * next message would not fit max_entry_bytes. The executor's pump cuts
  * batches: a sealed one at once, the open one when linger_us passed since
  * its first message (a timer on conf.executor/conf.key, to the
- * microsecond). Cutting assigns the offsets (base = next offset), stamps
+ * microsecond), or at once when that message came after a quiet spell
+ * (longer than the linger since the one before: nothing to pack, so
+ * lingering would only add latency). Cutting assigns the offsets (base = next offset), stamps
  * the header and hands the entry to lc_ledger_add_async; at most
  * BR_MLOG_MAX_INFLIGHT entries are in flight, and while they are, messages
  * pile up in the intake and make bigger entries: low latency at low rates,
@@ -264,8 +266,14 @@ mq_err_t br_mlog_append(br_mlog_t *ml, const void *data, size_t len, br_mlog_app
         ml->intake_tail = b;
     }
     br_mlog_batch_add(ml, b, data, len, cb, arg);
+    uint64_t now = mq_now_ns();
+    atomic_uint_least64_t *recent = ml->conf.recent ? ml->conf.recent : &ml->own_recent;
+    uint64_t prev = atomic_exchange_explicit(recent, now, memory_order_relaxed);
     if (b->count == 1) {
-        b->first_ns = mq_now_ns();
+        /* Lingering pays only when messages come closer together than
+         * the linger: a message after a quiet spell goes at once. */
+        b->first_ns = now;
+        b->lingers = prev != 0 && now - prev < ml->linger_ns;
         kick = true;
     }
     if (kick && !ml->pump_posted) {
@@ -381,7 +389,7 @@ void br_mlog_pump(br_mlog_t *ml)
         }
         bool was_open = !b->sealed;
         if (was_open) {
-            bool ready = ml->closing || ml->linger_due == b->seq ||
+            bool ready = ml->closing || !b->lingers || ml->linger_due == b->seq ||
                          mq_now_ns() - b->first_ns >= ml->linger_ns;
             if (!ready) {
                 uint64_t seq = b->seq;

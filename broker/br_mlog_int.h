@@ -128,6 +128,7 @@ typedef struct br_mlog_batch {
     size_t cbs_cap;
     uint64_t seq;      /* intake order, for the linger timer */
     uint64_t first_ns; /* when its first message arrived */
+    bool lingers;      /* wait linger_ns for more (else: go at once) */
     bool sealed;       /* full (or taken): no more messages go in */
     /* Set when sent (executor) and when answered (loop, then executor). */
     int64_t base;
@@ -269,7 +270,8 @@ struct br_mlog {
     br_mlog_batch_t *intake_head;
     br_mlog_batch_t *intake_tail;
     uint64_t batch_seq;
-    mq_err_t refuse; /* MQ_OK while appends are accepted */
+    atomic_uint_least64_t own_recent; /* conf.recent when that is NULL */
+    mq_err_t refuse;                  /* MQ_OK while appends are accepted */
     bool pump_posted;
     bool freeing;
     bool close_called;

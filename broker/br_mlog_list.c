@@ -40,7 +40,7 @@
 #include "mq_log.h"
 #include "mq_util.h"
 
-#define BR_MLOG_DEF_LINGER_US 200
+#define BR_MLOG_DEF_LINGER_US 500
 #define BR_MLOG_DEF_MAX_ENTRY ((size_t)256 << 10)
 #define BR_MLOG_DEF_ROLL_BYTES (1ull << 30)
 #define BR_MLOG_DEF_ROLL_ENTRIES 50000

@@ -96,6 +96,7 @@ mq_err_t br_queue_acquire(const char *topic, int queue, void *arg)
     mc.executor = srv->ex;
     mc.key = br_queue_key(topic, queue);
     mc.linger_us = (uint32_t)c->sendLingerMicros;
+    mc.recent = &srv->recent_append;
     mc.max_entry_bytes = (size_t)c->maxEntryBytes;
     mc.max_inflight = (uint32_t)c->sendWindowEntries;
     mc.rollover_bytes = (uint64_t)c->ledgerRolloverSizeMB << 20;

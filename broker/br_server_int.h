@@ -77,7 +77,8 @@ struct br_server {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     br_queue_t *queues;
-    uint64_t rr; /* round-robin cursor for normal sends */
+    uint64_t rr;                         /* round-robin cursor for normal sends */
+    atomic_uint_least64_t recent_append; /* br_mlog_conf_t.recent */
 
     pthread_mutex_t plock;
     br_peer_t *peers;

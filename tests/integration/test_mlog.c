@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "br_mlog.h"
 #include "br_mlog_int.h"
@@ -679,39 +680,50 @@ static void test_read_gather(void)
     t_tracker_fini(&t);
 }
 
-/* --- linger under a millisecond -------------------------------------------------- */
+/* --- linger ---------------------------------------------------------------------- */
 
-#define TL_ROUNDS 20
+#define TL_ROUNDS 10
 
-/* A linger shorter than a millisecond packs what arrives within it: pairs
- * of appends 150 us apart make one entry each (the linger timer once had
- * millisecond resolution, so anything under 1 ms went out at once and each
- * message was its own entry). */
-static void test_linger_sub_ms(void)
+static void t_nap_ms(unsigned ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A linger packs what arrives within it, and a message after a quiet
+ * spell (no append for longer than the linger) does not wait: rounds of
+ * three appends 2 ms apart, 45 ms of quiet between rounds, linger 20 ms,
+ * make two entries each (the first message alone, at once; the other two
+ * together). Without the quiet-spell rule the first would wait for the
+ * others: one entry a round. */
+static void test_linger(void)
 {
     br_mlog_conf_t mc;
     t_conf(&mc, lca, "tl", 0, 30);
-    mc.linger_us = 900;
+    mc.linger_us = 20000;
     br_mlog_t *ml = NULL;
     IT_EXPECT(br_mlog_open(&mc, &ml), MQ_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ml);
     t_tracker_t t;
-    t_tracker_init(&t, 2 * TL_ROUNDS, 0);
+    t_tracker_init(&t, 3 * TL_ROUNDS, 0);
     for (int64_t i = 0; i < TL_ROUNDS; i++) {
-        CU_ASSERT_EQUAL(t_append(ml, &t, 2 * i), MQ_OK);
-        uint64_t until = mq_now_ns() + 150000u;
-        while (mq_now_ns() < until) {
+        t_nap_ms(45);
+        for (int64_t k = 0; k < 3; k++) {
+            if (k > 0) {
+                t_nap_ms(2);
+            }
+            CU_ASSERT_EQUAL(t_append(ml, &t, 3 * i + k), MQ_OK);
         }
-        CU_ASSERT_EQUAL(t_append(ml, &t, 2 * i + 1), MQ_OK);
-        CU_ASSERT_FATAL(t_wait_done(&t, 2 * i + 2, 10000));
+        CU_ASSERT_FATAL(t_wait_done(&t, 3 * i + 3, 10000));
     }
-    CU_ASSERT_EQUAL(t.ok, 2 * TL_ROUNDS);
+    CU_ASSERT_EQUAL(t.ok, 3 * TL_ROUNDS);
     IT_EXPECT(br_mlog_close(ml), MQ_OK);
     int64_t entries = t_entries("tl", 0);
-    fprintf(stderr, "\n  %d pairs 150 us apart, linger 900 us: %lld entries\n", TL_ROUNDS,
-            (long long)entries);
-    /* One entry per pair, give or take a pair the scheduler split. */
-    CU_ASSERT_TRUE(entries >= TL_ROUNDS && entries <= TL_ROUNDS + TL_ROUNDS / 4);
+    fprintf(stderr, "\n  %d rounds of 3 appends 2 ms apart, linger 20 ms: %lld entries\n",
+            TL_ROUNDS, (long long)entries);
+    /* Two a round, or a round's first two together if the pump ran more
+     * than 2 ms late: two entries again. */
+    CU_ASSERT_EQUAL(entries, 2 * TL_ROUNDS);
     br_mlog_free(ml);
     t_tracker_fini(&t);
 }
@@ -1197,7 +1209,7 @@ int main(void)
         {"100k appends from 8 threads, batched, read back", test_many_appenders},
         {"rollover by entries; cold reads in O(log n)", test_rollover_and_cold_reads},
         {"reads gather several entries; entries read are kept", test_read_gather},
-        {"a linger under a millisecond packs what arrives within it", test_linger_sub_ms},
+        {"a linger packs what arrives within it, not after a quiet spell", test_linger},
         {"takeover fences the old owner, nothing acked is lost", test_takeover},
         {"clean close, then a new owner continues", test_clean_handover},
         {"retention 0 deletes closed ledgers", test_trim},

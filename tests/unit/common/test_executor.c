@@ -148,11 +148,50 @@ static void test_timers(void)
     CU_ASSERT_EQUAL(ctx.order[2], 2);
 }
 
+typedef struct t_when {
+    atomic_uint_fast64_t at[2]; /* ns the timers fired (0: not yet) */
+} t_when_t;
+
+static void t_when_0(void *arg)
+{
+    atomic_store(&((t_when_t *)arg)->at[0], mq_now_ns());
+}
+
+static void t_when_1(void *arg)
+{
+    atomic_store(&((t_when_t *)arg)->at[1], mq_now_ns());
+}
+
+static bool t_both(void *arg)
+{
+    t_when_t *w = arg;
+    return atomic_load(&w->at[0]) && atomic_load(&w->at[1]);
+}
+
+/* A delay under a millisecond is kept: not cut to 0 (due at once), not
+ * rounded up to a millisecond; it fires before a 5 ms timer set at the
+ * same time. */
+static void test_timers_ns(void)
+{
+    mq_executor_t *ex = mq_executor_new("tn", 1);
+    for (int round = 0; round < 5; round++) {
+        t_when_t w = {0};
+        uint64_t start = mq_now_ns();
+        mq_executor_schedule(ex, 0, 5, t_when_1, &w);
+        mq_executor_schedule_ns(ex, 0, 400000, t_when_0, &w);
+        CU_ASSERT_TRUE_FATAL(mq_test_wait(t_both, &w, 5000));
+        CU_ASSERT_TRUE(atomic_load(&w.at[0]) - start >= 400000);
+        CU_ASSERT_TRUE(atomic_load(&w.at[0]) < atomic_load(&w.at[1]));
+    }
+    mq_executor_free(ex);
+}
+
 int main(void)
 {
     static CU_TestInfo tests[] = {
         {"order per key across producers", test_order_per_key},
         {"timers fire in order, cancel works", test_timers},
+        {"a timer under a millisecond waits its time", test_timers_ns},
         CU_TEST_INFO_NULL,
     };
     return mq_test_run("executor", tests, NULL, NULL);
