@@ -13,8 +13,9 @@
  * its first message (a timer on conf.executor/conf.key, to the
  * microsecond), or at once when that message came after a quiet spell
  * (longer than the linger since the one before: nothing to pack, so
- * lingering would only add latency). Cutting assigns the offsets (base = next offset), stamps
- * the header and hands the entry to lc_ledger_add_async; at most
+ * lingering would only add latency). Cutting assigns the offsets (base =
+ * next offset), stamps the header and hands the entry to
+ * lc_ledger_add_async; at most
  * BR_MLOG_MAX_INFLIGHT entries are in flight, and while they are, messages
  * pile up in the intake and make bigger entries: low latency at low rates,
  * big entries at high rates.

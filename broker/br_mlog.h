@@ -63,13 +63,7 @@ typedef struct br_mlog_conf {
     int queue;
     mq_executor_t *executor; /* borrowed; the log's work runs on key */
     uint64_t key;
-    uint32_t linger_us; /* batching window; default 500 */
-    /* When the latest append of any log sharing it arrived (borrowed; NULL:
-     * this log's own appends): a new batch lingers only if some message
-     * came less than linger_us before its first one. Shared by a broker's
-     * logs, a queue that the send path's sticky choice just turned to
-     * lingers from its first message on. */
-    atomic_uint_least64_t *recent;
+    uint32_t linger_us;        /* batching window; default 500 */
     size_t max_entry_bytes;    /* largest packed entry; default 256 KiB */
     uint32_t max_inflight;     /* entries in flight at once (1..64); default 16 */
     uint64_t rollover_bytes;   /* default 1 GiB */
@@ -83,6 +77,12 @@ typedef struct br_mlog_conf {
      * charged to read_budget (borrowed; NULL: no such cache), whose limit
      * is shared by the logs that read back (its `logs`). */
     br_mlog_budget_t *read_budget;
+    /* When the latest append of any log sharing it arrived (borrowed; NULL:
+     * this log's own appends): a new batch lingers only if some message
+     * came less than linger_us before its first one. Shared by a broker's
+     * logs, a queue that the send path's sticky choice just turned to
+     * lingers from its first message on. */
+    atomic_uint_least64_t *recent;
     br_mlog_fenced_cb on_fenced; /* may be NULL */
     void *arg;
 } br_mlog_conf_t;
