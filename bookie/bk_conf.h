@@ -44,7 +44,7 @@
       "Checkpoint interval (each wait drawn within +-25%, so bookies do not checkpoint in step): " \
       "write cache to entry logs and index, then trim the journal, ms")                            \
     X(dbStorage_writeCacheMaxSizeMb, INT, "64", 1, 65536,                                          \
-      "Write cache size, MiB; a checkpoint starts at half, adds pause when full")                  \
+      "Write cache size, MiB; a checkpoint starts at half (+-25%), adds pause when full")          \
     X(dbStorage_rocksDB_blockCacheSize, INT, "16777216", 0, 68719476736LL,                         \
       "RocksDB block cache for the index, bytes")                                                  \
     X(numReadWorkerThreads, INT, "2", 1, 64, "Threads that serve reads from storage")              \
