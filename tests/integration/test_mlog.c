@@ -692,7 +692,7 @@ static void t_nap_ms(unsigned ms)
 
 /* A linger packs what arrives within it, and a message after a quiet
  * spell (no append for longer than the linger) does not wait: rounds of
- * three appends 2 ms apart, 45 ms of quiet between rounds, linger 20 ms,
+ * three appends 5 ms apart, 45 ms of quiet between rounds, linger 20 ms,
  * make two entries each (the first message alone, at once; the other two
  * together). Without the quiet-spell rule the first would wait for the
  * others: one entry a round. */
@@ -710,7 +710,7 @@ static void test_linger(void)
         t_nap_ms(45);
         for (int64_t k = 0; k < 3; k++) {
             if (k > 0) {
-                t_nap_ms(2);
+                t_nap_ms(5);
             }
             CU_ASSERT_EQUAL(t_append(ml, &t, 3 * i + k), MQ_OK);
         }
@@ -719,11 +719,14 @@ static void test_linger(void)
     CU_ASSERT_EQUAL(t.ok, 3 * TL_ROUNDS);
     IT_EXPECT(br_mlog_close(ml), MQ_OK);
     int64_t entries = t_entries("tl", 0);
-    fprintf(stderr, "\n  %d rounds of 3 appends 2 ms apart, linger 20 ms: %lld entries\n",
+    fprintf(stderr, "\n  %d rounds of 3 appends 5 ms apart, linger 20 ms: %lld entries\n",
             TL_ROUNDS, (long long)entries);
-    /* Two a round, or a round's first two together if the pump ran more
-     * than 2 ms late: two entries again. */
-    CU_ASSERT_EQUAL(entries, 2 * TL_ROUNDS);
+    /* Two a round (a round's first two together if the pump ran more than
+     * 5 ms late: two again), give or take two rounds that a very busy
+     * machine joined (a pump 10 ms late) or split (this thread 15 ms
+     * late); far from one a round (no quiet-spell rule) and three (no
+     * linger). */
+    CU_ASSERT_TRUE(entries >= 2 * TL_ROUNDS - 2 && entries <= 2 * TL_ROUNDS + 2);
     br_mlog_free(ml);
     t_tracker_fini(&t);
 }
