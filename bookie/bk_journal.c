@@ -10,10 +10,14 @@
  *    straight from the callers' slices (headers live in the record nodes,
  *    padding points at a shared zero block), ends with a PAD record so the
  *    file position stays aligned, and becomes one force request.
- *  - the force thread ("bk-jforce") takes every pending force request, calls
- *    fdatasync once per file they touch, advances the synced position, then
- *    runs the callbacks in append order and on_group_done once. With
- *    sync_data off it only syncs at rollover and once a second.
+ *  - a force pass takes every pending force request, calls fdatasync once
+ *    per file they touch, advances the synced position, then runs the
+ *    callbacks in append order and on_group_done once. With sync_data on the
+ *    writer runs it itself after each write (records that arrive meanwhile
+ *    make the next group): waking another thread for it cost a hand-off per
+ *    group, most of a bookie's CPU at a few thousand adds a second. With
+ *    sync_data off the force thread ("bk-jforce") runs it, and only syncs at
+ *    rollover and once a second.
  *  - the allocator ("bk-jalloc") keeps the next file ready: a file freed by
  *    bk_journal_trim is renamed to the new id and gets a new header;
  *    otherwise a new file is written full of zeros (prealloc_size at a time)
@@ -33,7 +37,7 @@
  * Locking: one mutex (lock) guards the queue, the force requests, the
  * prepared file, the file lists, the synced position and the stats. The
  * writer's current file and position belong to the writer thread alone.
- * Callbacks run on the force thread without the lock held.
+ * Callbacks run on the thread of the force pass without the lock held.
  *
  * bk_journal_file.c holds the format helpers and reads files back (replay,
  * and the check that lets open reuse a file prepared but never written).
@@ -496,7 +500,9 @@ static void bk_journal_push_force(bk_journal_t *j, bk_jforce_t *req) /* @locks l
     }
     j->f_tail = req;
     j->force_busy = true;
-    pthread_cond_signal(&j->force_cond);
+    if (!j->sync_data) {
+        pthread_cond_signal(&j->force_cond);
+    }
 }
 
 static void bk_journal_group_add(bk_journal_t *j, bk_jgroup_t *g, bk_jrec_t *rec)
@@ -626,6 +632,28 @@ static mq_err_t bk_journal_switch_file(bk_journal_t *j)
     return MQ_OK;
 }
 
+static void bk_journal_force_reqs(bk_journal_t *j, bk_jforce_t *reqs, bool failed,
+                                  bk_jfile_t **dirty, uint64_t *last_sync_ns);
+
+/* With sync_data on, the writer syncs what it wrote itself: one thread
+ * hand-off less per group than waking the force thread, and what queues
+ * meanwhile makes the next group. @locality writer */
+static void bk_journal_writer_sync(bk_journal_t *j)
+{
+    if (!j->sync_data) {
+        return;
+    }
+    pthread_mutex_lock(&j->lock);
+    bk_jforce_t *reqs = j->f_head;
+    j->f_head = j->f_tail = NULL;
+    bool failed = atomic_load(&j->failed);
+    pthread_mutex_unlock(&j->lock);
+    if (reqs) {
+        uint64_t last_sync_ns = 0;
+        bk_journal_force_reqs(j, reqs, failed, NULL, &last_sync_ns);
+    }
+}
+
 /* Writes a batch taken from the queue, switching files when the next record
  * and its padding do not fit. With final, the last file is marked finished.
  * @locality writer */
@@ -638,9 +666,11 @@ static void bk_journal_write_batch(bk_journal_t *j, bk_jrec_t *rec, bool final)
         if (!atomic_load(&j->failed) &&
             j->pos + g.bytes + need + j->align + BK_JREC_HDR_SIZE > j->file_size) {
             bk_journal_flush_group(j, &g, true);
+            /* Synced before the switch, which may wait for the allocator. */
+            bk_journal_writer_sync(j);
             if (bk_journal_switch_file(j) != MQ_OK) {
                 /* The journal failed: the records still go through the force
-                 * thread, which completes them with MQ_EIO in order. */
+                 * pass, which completes them with MQ_EIO in order. */
                 MQ_ASSERT(atomic_load(&j->failed));
             }
         }
@@ -706,6 +736,7 @@ static void *bk_journal_writer_main(void *arg)
         bool final = j->closing && !j->q_head;
         pthread_mutex_unlock(&j->lock);
         bk_journal_write_batch(j, batch, final);
+        bk_journal_writer_sync(j);
         finished = finished || final;
         pthread_mutex_lock(&j->lock);
     }
@@ -713,6 +744,7 @@ static void *bk_journal_writer_main(void *arg)
     if (!finished) {
         bk_jgroup_t g = {0};
         bk_journal_flush_group(j, &g, true);
+        bk_journal_writer_sync(j);
     }
     pthread_mutex_lock(&j->lock);
     j->writer_done = true;
@@ -782,6 +814,93 @@ static void bk_journal_force_sync(bk_journal_t *j, bk_jforce_t *reqs, bool faile
     }
 }
 
+/*
+ * Syncs what a list of force requests wrote, advances the synced position,
+ * runs the records' callbacks in order, then on_group_done. Called without
+ * the lock, returns without it. @locality force, or the writer when
+ * sync_data is on (bk_journal_writer_sync)
+ */
+static void bk_journal_force_reqs(bk_journal_t *j, bk_jforce_t *reqs, bool failed,
+                                  bk_jfile_t **dirty, uint64_t *last_sync_ns)
+{
+
+    uint64_t syncs = 0;
+    uint64_t sync_ns = 0;
+    bk_journal_force_sync(j, reqs, failed, dirty, &syncs, &sync_ns);
+    if (syncs) {
+        *last_sync_ns = mq_now_ns();
+    }
+
+    pthread_mutex_lock(&j->lock);
+    j->stats.syncs += syncs;
+    j->stats.sync_ns += sync_ns;
+    bk_jforce_t *ok_last = NULL;
+    for (bk_jforce_t *r = reqs; r; r = r->next) {
+        if (!r->failed) {
+            ok_last = r;
+        } else {
+            bk_journal_set_failed(j);
+        }
+    }
+    if (ok_last) {
+        bk_journal_pos_t p = {ok_last->file->id, ok_last->end};
+        if (bk_journal_pos_cmp(p, j->synced) > 0) {
+            j->synced = p;
+        }
+    }
+    if (!j->f_head) {
+        /* Let the writer start the next group while the callbacks run. */
+        bk_journal_force_idle(j);
+    }
+    pthread_mutex_unlock(&j->lock);
+
+    bool any = false;
+    bk_jrec_t *done_head = NULL;
+    bk_jrec_t *done_tail = NULL;
+    size_t ndone = 0;
+    for (bk_jforce_t *r = reqs; r;) {
+        mq_err_t err = r->failed ? MQ_EIO : MQ_OK;
+        for (bk_jrec_t *rec = r->recs; rec;) {
+            bk_jrec_t *next = rec->next;
+            atomic_fetch_sub(&j->pending_bytes, rec->bytes);
+            if (rec->cb) {
+                rec->cb(err, rec->arg);
+            }
+            any = true;
+            rec->next = NULL;
+            if (done_tail) {
+                done_tail->next = rec;
+            } else {
+                done_head = rec;
+            }
+            done_tail = rec;
+            ndone++;
+            rec = next;
+        }
+        bk_jforce_t *next = r->next;
+        bk_jfile_unref(r->file);
+        free(r);
+        r = next;
+    }
+    if (any && j->on_group_done) {
+        j->on_group_done(j->group_arg);
+    }
+
+    pthread_mutex_lock(&j->lock);
+    if (done_head && j->n_free_nodes < BK_JOURNAL_FREE_NODES) {
+        done_tail->next = j->free_nodes;
+        j->free_nodes = done_head;
+        j->n_free_nodes += ndone;
+        done_head = NULL;
+    }
+    pthread_mutex_unlock(&j->lock);
+    while (done_head) {
+        bk_jrec_t *next = done_head->next;
+        free(done_head);
+        done_head = next;
+    }
+}
+
 static void *bk_journal_force_main(void *arg)
 {
     bk_journal_t *j = arg;
@@ -824,82 +943,7 @@ static void *bk_journal_force_main(void *arg)
         j->f_head = j->f_tail = NULL;
         bool failed = atomic_load(&j->failed);
         pthread_mutex_unlock(&j->lock);
-
-        uint64_t syncs = 0;
-        uint64_t sync_ns = 0;
-        bk_journal_force_sync(j, reqs, failed, &dirty, &syncs, &sync_ns);
-        if (syncs) {
-            last_sync_ns = mq_now_ns();
-        }
-
-        pthread_mutex_lock(&j->lock);
-        j->stats.syncs += syncs;
-        j->stats.sync_ns += sync_ns;
-        bk_jforce_t *ok_last = NULL;
-        for (bk_jforce_t *r = reqs; r; r = r->next) {
-            if (!r->failed) {
-                ok_last = r;
-            } else {
-                bk_journal_set_failed(j);
-            }
-        }
-        if (ok_last) {
-            bk_journal_pos_t p = {ok_last->file->id, ok_last->end};
-            if (bk_journal_pos_cmp(p, j->synced) > 0) {
-                j->synced = p;
-            }
-        }
-        if (!j->f_head) {
-            /* Let the writer start the next group while the callbacks run. */
-            bk_journal_force_idle(j);
-        }
-        pthread_mutex_unlock(&j->lock);
-
-        bool any = false;
-        bk_jrec_t *done_head = NULL;
-        bk_jrec_t *done_tail = NULL;
-        size_t ndone = 0;
-        for (bk_jforce_t *r = reqs; r;) {
-            mq_err_t err = r->failed ? MQ_EIO : MQ_OK;
-            for (bk_jrec_t *rec = r->recs; rec;) {
-                bk_jrec_t *next = rec->next;
-                atomic_fetch_sub(&j->pending_bytes, rec->bytes);
-                if (rec->cb) {
-                    rec->cb(err, rec->arg);
-                }
-                any = true;
-                rec->next = NULL;
-                if (done_tail) {
-                    done_tail->next = rec;
-                } else {
-                    done_head = rec;
-                }
-                done_tail = rec;
-                ndone++;
-                rec = next;
-            }
-            bk_jforce_t *next = r->next;
-            bk_jfile_unref(r->file);
-            free(r);
-            r = next;
-        }
-        if (any && j->on_group_done) {
-            j->on_group_done(j->group_arg);
-        }
-
-        pthread_mutex_lock(&j->lock);
-        if (done_head && j->n_free_nodes < BK_JOURNAL_FREE_NODES) {
-            done_tail->next = j->free_nodes;
-            j->free_nodes = done_head;
-            j->n_free_nodes += ndone;
-            done_head = NULL;
-        }
-        pthread_mutex_unlock(&j->lock);
-        while (done_head) {
-            bk_jrec_t *next = done_head->next;
-            free(done_head);
-            done_head = next;
-        }
+        bk_journal_force_reqs(j, reqs, failed, &dirty, &last_sync_ns);
         pthread_mutex_lock(&j->lock);
     }
     bool failed = atomic_load(&j->failed);

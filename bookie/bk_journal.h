@@ -22,12 +22,14 @@
  * record so the file position stays a multiple of the alignment: a block
  * holding acknowledged records is never rewritten.
  *
- * Threads: a writer thread (drains the queue, issues write()) and a force
- * thread (fdatasync, then callbacks), as in BookKeeper. The writer flushes
- * when the force thread is idle, or when max_group_wait passed for the oldest
- * queued record, or when buffered_writes_threshold bytes are waiting; so one
- * add in flight is written and synced at once, and under load each fsync
- * covers a growing group. A background allocator prepares the next file.
+ * Threads: a writer thread (drains the queue, issues write(); with
+ * sync_data on it then calls fdatasync and the callbacks itself) and a
+ * force thread (fdatasync and callbacks with sync_data off, where syncs are
+ * rare). The writer flushes when no sync is under way, or when
+ * max_group_wait passed for the oldest queued record, or when
+ * buffered_writes_threshold bytes are waiting; so one add in flight is
+ * written and synced at once, and under load each fsync covers a growing
+ * group. A background allocator prepares the next file.
  *
  * Failure: if write or fdatasync fails, every pending and later append
  * completes with MQ_EIO (fsync is never retried) and bk_journal_failed()
@@ -76,16 +78,17 @@ typedef struct bk_journal_opts {
     uint64_t prealloc_size;           /* journalPreAllocSizeMB: zero-fill chunk */
     uint32_t alignment;               /* journalAlignmentSize, power of two >= 512 */
     uint32_t max_backups;             /* journalMaxBackups: old files kept for reuse */
-    /* New files are zero-filled at the writer's pace (an eighth of a file
-     * ahead of it) instead of flat out; see bk_journal.c. */
+    /* New files are zero-filled at the writer's pace (8/7 of its position
+     * in the current file) instead of flat out; see bk_journal.c. */
     bool paced_prealloc;
-    /* Called on the force thread after the callbacks of one fsync group ran
+    /* Called after the callbacks of one fsync group ran, on their thread
      * (lets the owner wake its event loop once per group). May be NULL. */
     void (*on_group_done)(void *arg);
     void *group_arg;
 } bk_journal_opts_t;
 
-/* Runs on the force thread; must be quick and must not block. */
+/* Runs on the writer thread (sync_data on) or the force thread (off); must
+ * be quick and must not block. */
 typedef void (*bk_journal_cb)(mq_err_t err, void *arg);
 
 typedef struct bk_journal bk_journal_t;

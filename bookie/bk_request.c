@@ -5,8 +5,9 @@
  * Threads. Frames arrive on the net loop thread, which validates them and
  * runs adds to the point of queueing their journal record: checks (CRC,
  * master key, fence, read-only), write cache insert, journal append. The
- * journal's force thread pushes each completed record's op on a list and, once
- * per fsync group, posts one drain task to the loop, which sends the answers
+ * journal's writer thread (after its fdatasync) pushes each completed
+ * record's op on a list and, once per fsync group, posts one drain task to
+ * the loop, which sends the answers
  * (mq_net coalesces everything queued in one loop iteration into one write).
  * Reads, LAC reads and entry listings may touch the disk, so they run on the
  * read workers (ordered by ledger) and post their answers back to the loop.
@@ -129,7 +130,7 @@ static void bk_req_journal_noop(mq_err_t err, void *arg)
     MQ_UNUSED(arg);
 }
 
-/* Force thread: remember the outcome; the group hook posts the drain. */
+/* Journal thread: remember the outcome; the group hook posts the drain. */
 static void bk_req_journal_done(mq_err_t err, void *arg)
 {
     bk_op_t *op = arg;

@@ -74,7 +74,8 @@ typedef struct bk_server {
     mq_executor_t *admin;   /* disk checks and ZooKeeper updates */
     mq_http_t *http;        /* admin HTTP (bk_http.c), or NULL */
 
-    /* Journal completions, pushed by the force thread, drained on the loop. */
+    /* Journal completions, pushed by the journal's force pass, drained on
+     * the loop. */
     pthread_mutex_t done_lock;
     bk_op_t *done_head;
     bk_op_t *done_tail;
