@@ -14,8 +14,8 @@
  *    per file they touch, advances the synced position, then runs the
  *    callbacks in append order and on_group_done once. With sync_data on the
  *    writer runs it itself after each write (records that arrive meanwhile
- *    make the next group): waking another thread for it cost a hand-off per
- *    group, most of a bookie's CPU at a few thousand adds a second. With
+ *    make the next group): waking another thread for it was a third of a
+ *    bookie's context switches at a few thousand adds a second. With
  *    sync_data off the force thread ("bk-jforce") runs it, and only syncs at
  *    rollover and once a second.
  *  - the allocator ("bk-jalloc") keeps the next file ready: a file freed by
@@ -823,7 +823,6 @@ static void bk_journal_force_sync(bk_journal_t *j, bk_jforce_t *reqs, bool faile
 static void bk_journal_force_reqs(bk_journal_t *j, bk_jforce_t *reqs, bool failed,
                                   bk_jfile_t **dirty, uint64_t *last_sync_ns)
 {
-
     uint64_t syncs = 0;
     uint64_t sync_ns = 0;
     bk_journal_force_sync(j, reqs, failed, dirty, &syncs, &sync_ns);
