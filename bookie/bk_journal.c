@@ -635,6 +635,16 @@ static mq_err_t bk_journal_switch_file(bk_journal_t *j)
 static void bk_journal_force_reqs(bk_journal_t *j, bk_jforce_t *reqs, bool failed,
                                   bk_jfile_t **dirty, uint64_t *last_sync_ns);
 
+/* Takes every pending force request, and whether the journal has failed.
+ * @locks lock */
+static bk_jforce_t *bk_journal_take_reqs(bk_journal_t *j, bool *failed)
+{
+    bk_jforce_t *reqs = j->f_head;
+    j->f_head = j->f_tail = NULL;
+    *failed = atomic_load(&j->failed);
+    return reqs;
+}
+
 /* With sync_data on, the writer syncs what it wrote itself: one thread
  * hand-off less per group than waking the force thread, and what queues
  * meanwhile makes the next group. @locality writer */
@@ -643,10 +653,9 @@ static void bk_journal_writer_sync(bk_journal_t *j)
     if (!j->sync_data) {
         return;
     }
+    bool failed;
     pthread_mutex_lock(&j->lock);
-    bk_jforce_t *reqs = j->f_head;
-    j->f_head = j->f_tail = NULL;
-    bool failed = atomic_load(&j->failed);
+    bk_jforce_t *reqs = bk_journal_take_reqs(j, &failed);
     pthread_mutex_unlock(&j->lock);
     if (reqs) {
         uint64_t last_sync_ns = 0;
@@ -938,9 +947,8 @@ static void *bk_journal_force_main(void *arg)
             }
             continue;
         }
-        bk_jforce_t *reqs = j->f_head;
-        j->f_head = j->f_tail = NULL;
-        bool failed = atomic_load(&j->failed);
+        bool failed;
+        bk_jforce_t *reqs = bk_journal_take_reqs(j, &failed);
         pthread_mutex_unlock(&j->lock);
         bk_journal_force_reqs(j, reqs, failed, &dirty, &last_sync_ns);
         pthread_mutex_lock(&j->lock);

@@ -213,6 +213,21 @@ static br_cstore_t *t_open(lc_client_t *lc, const char *topic, t_replay_t *r, mq
     return cs;
 }
 
+/* Opens topic's store again and checks that it replays exactly one record,
+ * the snapshot want; closes it. */
+static void t_reopen_holds(lc_client_t *lc, const char *topic, const char *want)
+{
+    t_replay_t r;
+    t_replay_init(&r, "snap-reopen");
+    br_cstore_t *cs = t_open(lc, topic, &r, MQ_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
+    CU_ASSERT_EQUAL(r.n, 1);
+    CU_ASSERT_TRUE(t_replay_is(&r, 0, want));
+    IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
+    br_cstore_free(cs);
+    t_replay_fini(&r);
+}
+
 /* --- appends ----------------------------------------------------------------------- */
 
 #define T_MAX 4096
@@ -442,18 +457,10 @@ static void test_new_and_reopen(void)
     CU_ASSERT_FALSE(t_ledger_exists(l2));
     /* Free without close: a new open still finds everything. */
     br_cstore_free(cs);
-    t_replay_t r4;
-    t_replay_init(&r4, "snap-4");
-    cs = t_open(lcb, "t1", &r4, MQ_OK);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
-    CU_ASSERT_EQUAL(r4.n, 1);
-    CU_ASSERT_TRUE(t_replay_is(&r4, 0, "snap-3"));
-    IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
-    br_cstore_free(cs);
+    t_reopen_holds(lcb, "t1", "snap-3");
     t_replay_fini(&r);
     t_replay_fini(&r2);
     t_replay_fini(&r3);
-    t_replay_fini(&r4);
 }
 
 /* A new cursor's store made apart from its first use: exists says there
@@ -479,15 +486,7 @@ static void test_create(void)
     IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
     br_cstore_free(cs);
     /* What a reopen replays: the snapshot create wrote. */
-    t_replay_t r;
-    t_replay_init(&r, "snap-r");
-    cs = t_open(lcb, "t1c", &r, MQ_OK);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cs);
-    CU_ASSERT_EQUAL(r.n, 1);
-    CU_ASSERT_TRUE(t_replay_is(&r, 0, "snap-c"));
-    IT_EXPECT(br_cstore_close(cs, NULL, 0), MQ_OK);
-    br_cstore_free(cs);
-    t_replay_fini(&r);
+    t_reopen_holds(lcb, "t1c", "snap-c");
 }
 
 static void test_roll(void)
