@@ -14,10 +14,16 @@
  * counted off as they arrive, never buffered, on_oversize reports it, and
  * the next frame is parsed normally. After a parse pass, what is left is at
  * most one partial frame:
- *  - nothing left: rbuf is reused when nobody else holds a reference (the
- *    refcount is 1: no slice of it escaped), otherwise dropped, and a fresh
- *    one is allocated on the next read;
- *  - a partial frame that starts the buffer and fits in it: read on;
+ *  - nothing left: rbuf is reused from the start when nobody else holds a
+ *    reference (the refcount is 1: no slice of it escaped); otherwise the
+ *    next read appends behind the bytes the slices hold, as long as a
+ *    quarter of the buffer is free, and only then is it dropped and a fresh
+ *    one allocated. A bookie keeps every added entry in its read buffer
+ *    until a checkpoint, and one add arrives per read at moderate rates: a
+ *    fresh buffer per read cost an mmap, page faults and later an munmap
+ *    (with its TLB shootdown) per entry, and left most of each buffer
+ *    unused;
+ *  - a partial frame that fits in the rest of the buffer: read on;
  *  - otherwise the partial bytes move to the front of rbuf (when it is
  *    exclusive and of the right size) or to a fresh buffer of
  *    max(read_buf_size, frame size); only those bytes are copied.
@@ -310,6 +316,8 @@ static void mq_net_conn_compact(mq_net_conn_t *conn)
     if (partial == 0) {
         if (mq_net_conn_rbuf_standard(conn, rb) && mq_net_buf_exclusive(rb)) {
             rb->len = 0;
+        } else if (mq_net_conn_rbuf_standard(conn, rb) && rb->cap - rb->len >= rsize / 4) {
+            return; /* append behind what the slices hold (rpos == len) */
         } else {
             mq_buf_unref(rb);
             conn->rbuf = NULL;
@@ -322,7 +330,7 @@ static void mq_net_conn_compact(mq_net_conn_t *conn)
     if (partial >= MQ_NET_HDR_SIZE) {
         need = (size_t)mq_get_be32(rb->data + conn->rpos) + 4;
     }
-    if (conn->rpos == 0 && need <= rb->cap) {
+    if (need <= rb->cap - conn->rpos) {
         return;
     }
     size_t newcap = MQ_MAX(rsize, need);

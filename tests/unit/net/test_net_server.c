@@ -53,6 +53,8 @@ typedef struct t_srv {
     mq_buf_t *big;       /* response data for meta "big" */
     int pause_on_open;   /* pauses applied in on_open */
     mq_net_conn_t *conn; /* last opened, referenced; loop thread writes */
+    mq_slice_t kept[64]; /* data of frames with meta "keep"; loop thread */
+    atomic_int nkept;
 } t_srv_t;
 
 static bool t_meta_is(const mq_net_frame_t *f, const char *s)
@@ -84,6 +86,15 @@ static void t_srv_on_frame(mq_net_conn_t *conn, const mq_net_frame_t *f, void *a
             atomic_store(&ts->max_out, out);
         }
         return;
+    }
+    if (t_meta_is(f, "keep")) {
+        /* Held like a bookie holds an added entry until its checkpoint. */
+        int i = atomic_load(&ts->nkept);
+        T_CHECK(i < (int)MQ_ARRAY_LEN(ts->kept));
+        if (i < (int)MQ_ARRAY_LEN(ts->kept)) {
+            ts->kept[i] = mq_slice_dup(&f->data);
+            atomic_store(&ts->nkept, i + 1);
+        }
     }
     T_CHECK(mq_net_conn_send(conn, f->request_id, f->meta.ptr, f->meta.len, &f->data) == MQ_OK);
     if (t_meta_is(f, "bye")) {
@@ -135,6 +146,9 @@ static void t_srv_stop(t_srv_t *ts)
     mq_net_conn_unref(ts->conn);
     mq_net_loop_free(ts->loop);
     mq_buf_unref(ts->big);
+    for (int i = 0; i < atomic_load(&ts->nkept); i++) {
+        mq_slice_release(&ts->kept[i]);
+    }
     CU_ASSERT_EQUAL(atomic_load(&t_cb_failures), 0);
 }
 
@@ -336,6 +350,49 @@ static void test_wire_format(void)
     CU_ASSERT_EQUAL(f.data_len, 5);
     CU_ASSERT_EQUAL(memcmp(f.body, "splitbytes", 10), 0);
     free(f.body);
+    close(fd);
+    t_srv_stop(&ts);
+}
+
+/* Frames whose bytes the application keeps, one per read: the next reads
+ * go behind them in the same buffer (not a fresh buffer per frame), and
+ * never over them. */
+static void test_kept_frames_share_a_buffer(void)
+{
+    t_srv_t ts = {0};
+    t_srv_start(&ts, NULL); /* 64 KiB read buffers */
+    int fd = t_raw_connect(ts.port, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    enum { N = 40, LEN = 1000 };
+    uint8_t data[LEN];
+    for (int i = 0; i < N; i++) {
+        memset(data, 'a' + i % 26, sizeof(data));
+        data[0] = (uint8_t)i;
+        /* The echo comes back before the next frame goes: one frame per read. */
+        CU_ASSERT_TRUE_FATAL(t_echo_ok(fd, (uint64_t)i, "keep", data, LEN));
+    }
+    CU_ASSERT_EQUAL_FATAL(atomic_load(&ts.nkept), N);
+    int buffers = 1;
+    for (int i = 0; i < N; i++) {
+        const mq_slice_t *k = &ts.kept[i];
+        CU_ASSERT_EQUAL(k->len, LEN);
+        CU_ASSERT_EQUAL(k->ptr[0], (uint8_t)i);
+        CU_ASSERT_EQUAL(k->ptr[LEN - 1], 'a' + i % 26);
+        if (i > 0 && k->buf != ts.kept[i - 1].buf) {
+            buffers++;
+        }
+    }
+    /* 40 KB of frames fit in one 64 KiB buffer; a fresh one per read made 40. */
+    CU_ASSERT_EQUAL(buffers, 1);
+    /* A frame that no longer fits behind them goes to a fresh buffer, whole. */
+    uint8_t big[40000];
+    memset(big, 'z', sizeof(big));
+    CU_ASSERT_TRUE(t_echo_ok(fd, 99, "keep", big, sizeof(big)));
+    CU_ASSERT_EQUAL_FATAL(atomic_load(&ts.nkept), N + 1);
+    CU_ASSERT_PTR_NOT_EQUAL(ts.kept[N].buf, ts.kept[0].buf);
+    CU_ASSERT_EQUAL(ts.kept[N].len, sizeof(big));
+    CU_ASSERT_EQUAL(memcmp(ts.kept[N].ptr, big, sizeof(big)), 0);
+    CU_ASSERT_EQUAL(ts.kept[0].ptr[0], 0);
     close(fd);
     t_srv_stop(&ts);
 }
@@ -800,6 +857,7 @@ int main(void)
     static CU_TestInfo tests[] = {
         {"wire format, split frames", test_wire_format},
         {"stream of random-size frames", test_stream_of_random_frames},
+        {"kept frames share a read buffer, untouched", test_kept_frames_share_a_buffer},
         {"oversize frame is discarded and reported", test_oversize_frame},
         {"garbage closes only that connection", test_garbage_closes_connection},
         {"back-pressure against a client that does not read", test_back_pressure},
