@@ -26,6 +26,9 @@
       "Comma-separated ledger directories: entry logs, index, lastMark")                           \
     X(journalSyncData, BOOL, "true", 0, 0,                                                         \
       "fdatasync the journal before acknowledging an add (false risks acknowledged data)")         \
+    X(journalInlineWrites, BOOL, "true", 0, 0,                                                     \
+      "With journalSyncData: the network thread writes and syncs the journal once per event-loop " \
+      "iteration instead of waking the journal writer thread")                                     \
     X(journalMaxGroupWaitMSec, INT, "2", 0, 1000,                                                  \
       "Longest a journal record waits for its group to be written while a sync is under way")      \
     X(journalBufferedWritesThreshold, INT, "524288", 4096, 67108864,                               \

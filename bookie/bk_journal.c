@@ -18,6 +18,11 @@
  *    bookie's context switches at a few thousand adds a second. With
  *    sync_data off the force thread ("bk-jforce") runs it, and only syncs at
  *    rollover and once a second.
+ *    With inline_writes (sync_data on) appends do not wake the writer:
+ *    the appending thread calls bk_journal_write_queued, which writes every
+ *    queued record and runs the force pass there and then. The `writing`
+ *    flag hands the writer's state to one thread at a time; the writer
+ *    thread only takes it at close, for what is still queued.
  *  - the allocator ("bk-jalloc") keeps the next file ready: a file freed by
  *    bk_journal_trim is renamed to the new id and gets a new header;
  *    otherwise a new file is written full of zeros (prealloc_size at a time)
@@ -36,7 +41,8 @@
  *
  * Locking: one mutex (lock) guards the queue, the force requests, the
  * prepared file, the file lists, the synced position and the stats. The
- * writer's current file and position belong to the writer thread alone.
+ * writer's current file and position belong to the thread that set
+ * `writing` (the writer thread, or an inline writer).
  * Callbacks run on the thread of the force pass without the lock held.
  *
  * bk_journal_file.c holds the format helpers and reads files back (replay,
@@ -117,6 +123,7 @@ struct bk_journal {
     /* Immutable after open. */
     char *dir; /* <opts.dir>/current */
     bool sync_data;
+    bool inline_writes; /* sync_data on and opts.inline_writes */
     uint64_t group_wait_ns;
     size_t threshold;
     uint64_t file_size;
@@ -145,6 +152,7 @@ struct bk_journal {
     size_t q_bytes;
     bk_jwriter_state_t writer_state;
     bool closing;
+    bool writing; /* a thread holds the writer's part (the @locality writer state) */
     bool writer_done;
     bk_jforce_t *f_head;
     bk_jforce_t *f_tail;
@@ -169,7 +177,8 @@ struct bk_journal {
     atomic_size_t pending_bytes;
     atomic_int fault;
 
-    /* @locality writer */
+    /* @locality writer: the thread that set writing (the writer thread, or
+     * an inline caller of bk_journal_write_queued) */
     bk_jfile_t *cur;
     uint64_t pos;
     struct iovec *iov;
@@ -725,8 +734,11 @@ static void *bk_journal_writer_main(void *arg)
     bool finished = false;
     pthread_mutex_lock(&j->lock);
     for (;;) {
-        if (!j->q_head) {
-            if (j->closing) {
+        /* With inline writes the appending thread writes; this thread only
+         * takes over at close, once that thread let go. */
+        bool mine = (!j->inline_writes || j->closing) && !j->writing;
+        if (!j->q_head || !mine) {
+            if (j->closing && !j->writing) {
                 break;
             }
             j->writer_state = BK_JW_WAIT_DATA;
@@ -743,11 +755,13 @@ static void *bk_journal_writer_main(void *arg)
         }
         bk_jrec_t *batch = bk_journal_take_batch(j);
         bool final = j->closing && !j->q_head;
+        j->writing = true;
         pthread_mutex_unlock(&j->lock);
         bk_journal_write_batch(j, batch, final);
         bk_journal_writer_sync(j);
         finished = finished || final;
         pthread_mutex_lock(&j->lock);
+        j->writing = false;
     }
     pthread_mutex_unlock(&j->lock);
     if (!finished) {
@@ -1125,6 +1139,7 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out)
     bk_journal_t *j = mq_calloc(1, sizeof(*j));
     j->dir = mq_strdup(dir);
     j->sync_data = opts->sync_data;
+    j->inline_writes = opts->sync_data && opts->inline_writes;
     j->group_wait_ns = (uint64_t)opts->max_group_wait_ms * 1000000ull;
     j->threshold = opts->buffered_writes_threshold;
     j->file_size = file_size;
@@ -1244,14 +1259,42 @@ mq_err_t bk_journal_append(bk_journal_t *j, bk_jrec_type_t type, const mq_slice_
     atomic_fetch_add(&j->pending_bytes, bytes);
     /* Wake the writer only when it waits for exactly this: any record, or
      * the group reaching the size threshold. */
-    if (j->writer_state == BK_JW_WAIT_DATA ||
-        (j->writer_state == BK_JW_WAIT_GROUP && before < j->threshold &&
-         j->q_bytes >= j->threshold)) {
+    if (!j->inline_writes && (j->writer_state == BK_JW_WAIT_DATA ||
+                              (j->writer_state == BK_JW_WAIT_GROUP && before < j->threshold &&
+                               j->q_bytes >= j->threshold))) {
         j->writer_state = BK_JW_RUNNING;
         pthread_cond_signal(&j->writer_cond);
     }
     pthread_mutex_unlock(&j->lock);
     return MQ_OK;
+}
+
+void bk_journal_write_queued(bk_journal_t *j)
+{
+    if (!j->inline_writes) {
+        return;
+    }
+    pthread_mutex_lock(&j->lock);
+    if (!j->q_head || j->writing || j->closing) {
+        /* Nothing to do, or close is (or will be) the writer thread's. */
+        pthread_mutex_unlock(&j->lock);
+        return;
+    }
+    j->writing = true;
+    while (j->q_head) {
+        bk_jrec_t *batch = bk_journal_take_batch(j);
+        pthread_mutex_unlock(&j->lock);
+        bk_journal_write_batch(j, batch, false);
+        pthread_mutex_lock(&j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+    bk_journal_writer_sync(j);
+    pthread_mutex_lock(&j->lock);
+    j->writing = false;
+    if (j->closing) {
+        pthread_cond_signal(&j->writer_cond);
+    }
+    pthread_mutex_unlock(&j->lock);
 }
 
 bk_journal_pos_t bk_journal_synced(bk_journal_t *j)

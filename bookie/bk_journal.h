@@ -81,14 +81,20 @@ typedef struct bk_journal_opts {
     /* New files are zero-filled at the writer's pace (8/7 of its position
      * in the current file) instead of flat out; see bk_journal.c. */
     bool paced_prealloc;
+    /* With sync_data: appends do not wake the writer thread; the appending
+     * thread writes and syncs them itself with bk_journal_write_queued
+     * (the bookie does, once per event-loop iteration), and the callbacks
+     * run there. The writer thread only writes what is left at close. */
+    bool inline_writes;
     /* Called after the callbacks of one fsync group ran, on their thread
      * (lets the owner wake its event loop once per group). May be NULL. */
     void (*on_group_done)(void *arg);
     void *group_arg;
 } bk_journal_opts_t;
 
-/* Runs on the writer thread (sync_data on) or the force thread (off); must
- * be quick and must not block. */
+/* Runs on the writer thread (sync_data on), the caller of
+ * bk_journal_write_queued (inline_writes) or the force thread (sync_data
+ * off); must be quick and must not block. */
 typedef void (*bk_journal_cb)(mq_err_t err, void *arg);
 
 typedef struct bk_journal bk_journal_t;
@@ -144,6 +150,12 @@ mq_err_t bk_journal_open(const bk_journal_opts_t *opts, bk_journal_t **out);
  */
 mq_err_t bk_journal_append(bk_journal_t *j, bk_jrec_type_t type, const mq_slice_t *payload,
                            bk_journal_cb cb, void *arg);
+/* inline_writes: writes every queued record, syncs once, and runs the
+ * callbacks and on_group_done, all on the calling thread (which blocks for
+ * the fdatasync). Records queued after close began are left to the writer
+ * thread, as are records queued while another thread is in here. A no-op
+ * without inline_writes. */
+void bk_journal_write_queued(bk_journal_t *j);
 /* Position up to which everything appended is durable (the checkpoint mark). */
 bk_journal_pos_t bk_journal_synced(bk_journal_t *j);
 /* Bytes queued and not yet durable (for the owner's back-pressure). */

@@ -4,11 +4,18 @@
  *
  * Threads. Frames arrive on the net loop thread, which validates them and
  * runs adds to the point of queueing their journal record: checks (CRC,
- * master key, fence, read-only), write cache insert, journal append. The
- * journal's writer thread (after its fdatasync) pushes each completed
- * record's op on a list and, once per fsync group, posts one drain task to
- * the loop, which sends the answers
- * (mq_net coalesces everything queued in one loop iteration into one write).
+ * master key, fence, read-only), write cache insert, journal append. With
+ * journalInlineWrites (the default when journalSyncData is on) the loop
+ * thread then writes and syncs the journal itself, once per loop iteration,
+ * from a hook that runs after the iteration's reads (so every add read in
+ * one iteration shares one write and one fdatasync), and answers at once:
+ * no thread is woken on the way. Measured at 5k msg/s on a 2-vCPU VM, where
+ * waking another thread costs 50-70 us: a bookie made ~7.8 context switches
+ * per add with the writer thread. Otherwise the journal's writer thread
+ * (after its fdatasync) pushes each completed record's op on a list and,
+ * once per fsync group, posts one drain task to the loop, which sends the
+ * answers (mq_net coalesces everything queued in one loop iteration into
+ * one write).
  * Reads, LAC reads and entry listings may touch the disk, so they run on the
  * read workers (ordered by ledger) and post their answers back to the loop.
  * A fence read first appends a fence record and is read only once that
@@ -153,12 +160,48 @@ void bk_request_on_group_done(void *arg)
     if (!srv->loop) {
         return; /* startup: no clients yet */
     }
+    if (mq_net_loop_on_thread(srv->loop)) {
+        return; /* an inline write: bk_req_journal_hook drains next */
+    }
     if (!atomic_exchange(&srv->drain_posted, true)) {
         mq_net_loop_post(srv->loop, bk_request_drain, srv);
     }
 }
 
 static void bk_req_submit_read(bk_server_t *srv, bk_op_t *op);
+
+/* End of a loop iteration in which records were appended: write and sync
+ * them here, then answer. @locality loop thread */
+static void bk_req_journal_hook(mq_net_hook_t *hook)
+{
+    bk_server_t *srv = MQ_CONTAINER_OF(hook, bk_server_t, jhook);
+    if (!srv->jhook_live) {
+        return;
+    }
+    bk_journal_write_queued(srv->journal);
+    bk_request_drain(srv);
+}
+
+void bk_request_inline_start(bk_server_t *srv)
+{
+    mq_net_hook_init(&srv->jhook, bk_req_journal_hook);
+    srv->jhook_live = srv->conf->journalSyncData && srv->conf->journalInlineWrites;
+}
+
+void bk_request_inline_stop(void *arg)
+{
+    bk_server_t *srv = arg;
+    srv->jhook_live = false;
+    mq_net_loop_disarm(srv->loop, &srv->jhook);
+}
+
+/* A record was appended on the loop thread. */
+static void bk_req_journal_kick(bk_server_t *srv)
+{
+    if (srv->jhook_live) {
+        mq_net_loop_arm(srv->loop, &srv->jhook);
+    }
+}
 
 void bk_request_drain(void *arg)
 {
@@ -321,6 +364,7 @@ static void bk_req_add(bk_server_t *srv, mq_net_conn_t *conn, const mq_net_frame
         return;
     }
     srv->pending_ops++;
+    bk_req_journal_kick(srv);
     size_t cached = bk_storage_cache_bytes(srv->storage);
     if (cached > atomic_load_explicit(&srv->sync_at, memory_order_relaxed) &&
         !atomic_load(&srv->sync_wanted)) {
@@ -530,6 +574,7 @@ static void bk_req_read(bk_server_t *srv, mq_net_conn_t *conn, const mq_net_fram
         return;
     }
     srv->pending_ops++;
+    bk_req_journal_kick(srv);
 }
 
 /* --- dispatch (loop thread) ------------------------------------------------- */

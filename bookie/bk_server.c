@@ -457,6 +457,7 @@ static mq_err_t bk_srv_recover(bk_server_t *srv, char *errbuf, size_t errlen)
         .max_file_size = (uint64_t)conf->journalMaxSizeMB << 20,
         .prealloc_size = (uint64_t)conf->journalPreAllocSizeMB << 20,
         .paced_prealloc = true,
+        .inline_writes = conf->journalInlineWrites,
         .alignment = (uint32_t)conf->journalAlignmentSize,
         .max_backups = (uint32_t)conf->journalMaxBackups,
         .on_group_done = bk_request_on_group_done,
@@ -507,6 +508,7 @@ mq_err_t bk_server_start(const bk_conf_t *conf, bk_server_t **out, char *errbuf,
     bk_srv_apply_thresholds(srv);
 
     srv->loop = mq_net_loop_new("bk-net");
+    bk_request_inline_start(srv);
     srv->readers = mq_executor_new("bk-read", (unsigned)conf->numReadWorkerThreads);
     srv->admin = mq_executor_new("bk-admin", 1);
     mq_net_opts_t no;
@@ -586,6 +588,10 @@ static void bk_srv_free(bk_server_t *srv)
     }
     if (srv->admin) {
         mq_executor_free(srv->admin);
+    }
+    if (srv->journal && srv->loop) {
+        /* The loop stops writing the journal before it closes. */
+        mq_net_loop_run_sync(srv->loop, bk_request_inline_stop, srv);
     }
     if (srv->journal) {
         /* Writes and syncs what is queued; its completions wait in the done

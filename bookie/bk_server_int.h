@@ -80,6 +80,10 @@ typedef struct bk_server {
     bk_op_t *done_head;
     bk_op_t *done_tail;
     atomic_bool drain_posted;
+    /* journalInlineWrites: armed by an append, writes the journal at the
+     * end of the loop iteration (bk_request.c). Loop thread only. */
+    mq_net_hook_t jhook;
+    bool jhook_live;
 
     /* Loop thread only. */
     size_t pending_ops;
@@ -124,6 +128,11 @@ extern const mq_net_server_cbs_t bk_request_cbs;
 void bk_request_on_group_done(void *arg);
 /* Loop thread: sends responses for every completed journal operation. */
 void bk_request_drain(void *arg);
+/* Sets up the inline journal hook (before the loop serves). */
+void bk_request_inline_start(bk_server_t *srv);
+/* Loop thread (run_sync): no more inline writes; appends from now on are
+ * left to the journal's writer thread. */
+void bk_request_inline_stop(void *arg);
 /* Loop thread: once stopping, tells bk_server_run when nothing is pending. */
 void bk_request_check_drained(void *arg);
 /* Loop thread: resumes reading from clients when pressure is gone. */

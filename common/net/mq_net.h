@@ -68,6 +68,28 @@ bool mq_net_loop_on_thread(const mq_net_loop_t *loop);
 /* The libuv loop, for timers and signals of the owner (loop thread only). */
 uv_loop_t *mq_net_loop_uv(mq_net_loop_t *loop);
 
+/* A hook runs once on the loop thread at the end of the iteration in which
+ * it was armed (after that iteration's I/O callbacks), or before the loop
+ * next blocks, whichever comes first: work produced by several callbacks of
+ * one iteration is done once. Hooks armed while hooks run run in a further
+ * round of the same pass. */
+typedef struct mq_net_hook mq_net_hook_t;
+typedef void (*mq_net_hook_cb)(mq_net_hook_t *hook);
+
+/* Intrusive node; embed it and recover the owner with MQ_CONTAINER_OF. */
+struct mq_net_hook {
+    mq_net_hook_t *prev;
+    mq_net_hook_t *next;
+    mq_net_hook_cb cb;
+    bool armed;
+};
+
+void mq_net_hook_init(mq_net_hook_t *hook, mq_net_hook_cb cb);
+/* Arms hook; arming an armed hook does nothing. Loop thread. */
+void mq_net_loop_arm(mq_net_loop_t *loop, mq_net_hook_t *hook);
+/* Removes an armed hook (the owner is going away). Loop thread. */
+void mq_net_loop_disarm(mq_net_loop_t *loop, mq_net_hook_t *hook);
+
 /* --- frames --------------------------------------------------------------- */
 
 typedef struct mq_net_frame {

@@ -26,26 +26,7 @@
 
 #include "mq_net.h"
 
-/* --- hooks ---------------------------------------------------------------- */
-
-typedef struct mq_net_hook mq_net_hook_t;
-typedef void (*mq_net_hook_cb)(mq_net_hook_t *hook);
-
-/* Intrusive node; embed it and recover the owner with MQ_CONTAINER_OF. */
-struct mq_net_hook {
-    mq_net_hook_t *prev;
-    mq_net_hook_t *next;
-    mq_net_hook_cb cb;
-    bool armed;
-};
-
-void mq_net_hook_init(mq_net_hook_t *hook, mq_net_hook_cb cb);
-/* Runs cb once at the end of this loop iteration (after I/O) or before the
- * loop next blocks, whichever comes first. Arming an armed hook does nothing.
- * Loop thread. */
-void mq_net_loop_arm(mq_net_loop_t *loop, mq_net_hook_t *hook);
-/* Removes an armed hook (the owner is going away). Loop thread. */
-void mq_net_loop_disarm(mq_net_loop_t *loop, mq_net_hook_t *hook);
+/* Hooks (mq_net_hook_t, mq_net_loop_arm) are in mq_net.h. */
 
 /* --- sync ----------------------------------------------------------------- */
 

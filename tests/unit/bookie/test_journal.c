@@ -100,6 +100,9 @@ typedef struct t_ctx {
     atomic_int disorder; /* callbacks out of append order */
     atomic_int unaligned;
     atomic_int groups;
+    bool check_thread; /* callbacks must run on cb_thread */
+    pthread_t cb_thread;
+    atomic_int wrong_thread;
     int64_t last_g;              /* force thread only */
     int64_t last_seq[T_THREADS]; /* force thread only */
 } t_ctx_t;
@@ -137,6 +140,9 @@ static void t_cb(mq_err_t err, void *arg)
     }
     ctx->last_g = (int64_t)r->g;
     ctx->last_seq[r->thread] = r->seq;
+    if (ctx->check_thread && !pthread_equal(pthread_self(), ctx->cb_thread)) {
+        atomic_fetch_add(&ctx->wrong_thread, 1);
+    }
     if (err == MQ_OK && bk_journal_synced(ctx->j).offset % ctx->align != 0) {
         atomic_fetch_add(&ctx->unaligned, 1);
     }
@@ -626,6 +632,83 @@ static void test_nosync_and_close_drains(void)
     t_rmdir(dir);
 }
 
+/* inline_writes: the appending thread writes, syncs and calls back in
+ * bk_journal_write_queued; the writer thread only finishes at close. */
+static void test_inline_writes(void)
+{
+    char *dir = t_dir("journal-inline");
+    t_ctx_t ctx;
+    t_ctx_init(&ctx, 512);
+    bk_journal_opts_t o = t_opts(dir, 256 << 10, 512);
+    o.inline_writes = true;
+    o.on_group_done = t_group_done;
+    o.group_arg = &ctx;
+    ctx.check_thread = true;
+    ctx.cb_thread = pthread_self();
+    CU_ASSERT_EQUAL_FATAL(bk_journal_open(&o, &ctx.j), MQ_OK);
+    uint64_t first_file = bk_journal_test_current_file(ctx.j);
+    uint64_t n = 0;
+    unsigned seed = 7;
+    for (int round = 0; round < 300; round++) {
+        int k = 1 + (int)(rand_r(&seed) % 20);
+        for (int i = 0; i < k; i++) {
+            CU_ASSERT_EQUAL(t_append(&ctx, 0, (int64_t)n, t_len_mixed), MQ_OK);
+            n++;
+        }
+        /* Durable and called back when it returns, here, as one group (two
+         * when it rolls over: the old file is synced before the switch). */
+        int groups = atomic_load(&ctx.groups);
+        bk_journal_write_queued(ctx.j);
+        CU_ASSERT_EQUAL(atomic_load(&ctx.acked), n);
+        int more = atomic_load(&ctx.groups) - groups;
+        CU_ASSERT_TRUE(more == 1 || more == 2);
+    }
+    bk_journal_write_queued(ctx.j); /* nothing queued: nothing happens */
+    /* Records of a few KiB in 256 KiB files: it rolled over on the way. */
+    CU_ASSERT_NOT_EQUAL(bk_journal_test_current_file(ctx.j), first_file);
+    bk_journal_stats_t st;
+    bk_journal_get_stats(ctx.j, &st);
+    CU_ASSERT_TRUE(st.syncs >= 300); /* one per round, and one per rollover */
+    CU_ASSERT_EQUAL(st.records, n);
+    /* Left queued: close writes them on the writer thread. */
+    ctx.check_thread = false;
+    for (int i = 0; i < 30; i++) {
+        CU_ASSERT_EQUAL(t_append(&ctx, 0, (int64_t)n, t_len_small), MQ_OK);
+        n++;
+    }
+    bk_journal_close(ctx.j);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.acked), n);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.errors), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.disorder), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.unaligned), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.wrong_thread), 0);
+
+    t_replayed_t r;
+    bk_journal_replay_stats_t rs;
+    CU_ASSERT_EQUAL(t_replay(dir, (bk_journal_pos_t){0, 0}, &r, &rs), MQ_OK);
+    CU_ASSERT_TRUE(t_replay_is(&r, 0, n));
+    CU_ASSERT_EQUAL(rs.torn_files, 0);
+    free(r.v);
+
+    /* A failed write: the records complete with MQ_EIO, here. */
+    t_ctx_init(&ctx, 512);
+    ctx.check_thread = true;
+    ctx.cb_thread = pthread_self();
+    CU_ASSERT_EQUAL_FATAL(bk_journal_open(&o, &ctx.j), MQ_OK);
+    bk_journal_test_inject(ctx.j, BK_JOURNAL_FAULT_WRITE);
+    for (int i = 0; i < 5; i++) {
+        CU_ASSERT_EQUAL(t_append(&ctx, 0, i, t_len_small), MQ_OK);
+    }
+    bk_journal_write_queued(ctx.j);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.eio), 5);
+    CU_ASSERT_TRUE(bk_journal_failed(ctx.j));
+    CU_ASSERT_EQUAL(t_append(&ctx, 0, 5, t_len_small), MQ_EIO);
+    bk_journal_close(ctx.j);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.wrong_thread), 0);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.disorder), 0);
+    t_rmdir(dir);
+}
+
 static void test_bad_header_and_limits(void)
 {
     char *dir = t_dir("journal-hdr");
@@ -893,6 +976,7 @@ int main(int argc, char **argv)
         {"fdatasync failure fails everything pending", test_fault_sync},
         {"write failure fails everything pending", test_fault_write},
         {"sync off, and close drains the queue", test_nosync_and_close_drains},
+        {"inline writes: the appending thread writes, syncs, calls back", test_inline_writes},
         {"bad header skipped, bad arguments refused", test_bad_header_and_limits},
         {"an empty newest file is reused at open", test_reuse_at_open},
         {"new files are zero-filled at the writer's pace", test_paced_prealloc},
