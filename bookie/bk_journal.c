@@ -1297,6 +1297,11 @@ void bk_journal_write_queued(bk_journal_t *j)
     pthread_mutex_unlock(&j->lock);
 }
 
+bool bk_journal_inline_writes(const bk_journal_t *j)
+{
+    return j->inline_writes;
+}
+
 bk_journal_pos_t bk_journal_synced(bk_journal_t *j)
 {
     pthread_mutex_lock(&j->lock);

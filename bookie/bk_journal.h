@@ -156,6 +156,9 @@ mq_err_t bk_journal_append(bk_journal_t *j, bk_jrec_type_t type, const mq_slice_
  * thread, as are records queued while another thread is in here. A no-op
  * without inline_writes. */
 void bk_journal_write_queued(bk_journal_t *j);
+/* Whether appends wait for bk_journal_write_queued (inline_writes with
+ * sync_data). */
+bool bk_journal_inline_writes(const bk_journal_t *j);
 /* Position up to which everything appended is durable (the checkpoint mark). */
 bk_journal_pos_t bk_journal_synced(bk_journal_t *j);
 /* Bytes queued and not yet durable (for the owner's back-pressure). */

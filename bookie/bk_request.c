@@ -175,9 +175,6 @@ static void bk_req_submit_read(bk_server_t *srv, bk_op_t *op);
 static void bk_req_journal_hook(mq_net_hook_t *hook)
 {
     bk_server_t *srv = MQ_CONTAINER_OF(hook, bk_server_t, jhook);
-    if (!srv->jhook_live) {
-        return;
-    }
     bk_journal_write_queued(srv->journal);
     bk_request_drain(srv);
 }
@@ -185,7 +182,7 @@ static void bk_req_journal_hook(mq_net_hook_t *hook)
 void bk_request_inline_start(bk_server_t *srv)
 {
     mq_net_hook_init(&srv->jhook, bk_req_journal_hook);
-    srv->jhook_live = srv->conf->journalSyncData && srv->conf->journalInlineWrites;
+    srv->jhook_live = bk_journal_inline_writes(srv->journal);
 }
 
 void bk_request_inline_stop(void *arg)

@@ -80,8 +80,10 @@ typedef struct bk_server {
     bk_op_t *done_head;
     bk_op_t *done_tail;
     atomic_bool drain_posted;
-    /* journalInlineWrites: armed by an append, writes the journal at the
-     * end of the loop iteration (bk_request.c). Loop thread only. */
+    /* Inline journal writes (bk_request.c): jhook is armed by an append
+     * and writes the journal at the end of the loop iteration; jhook_live
+     * says whether appends arm it (cleared before the journal closes).
+     * Loop thread only. */
     mq_net_hook_t jhook;
     bool jhook_live;
 

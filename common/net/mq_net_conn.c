@@ -314,9 +314,10 @@ static void mq_net_conn_compact(mq_net_conn_t *conn)
     size_t partial = rb->len - conn->rpos;
     size_t rsize = conn->opts.read_buf_size;
     if (partial == 0) {
-        if (mq_net_conn_rbuf_standard(conn, rb) && mq_net_buf_exclusive(rb)) {
+        bool standard = mq_net_conn_rbuf_standard(conn, rb);
+        if (standard && mq_net_buf_exclusive(rb)) {
             rb->len = 0;
-        } else if (mq_net_conn_rbuf_standard(conn, rb) && rb->cap - rb->len >= rsize / 4) {
+        } else if (standard && rb->cap - rb->len >= rsize / 4) {
             return; /* append behind what the slices hold (rpos == len) */
         } else {
             mq_buf_unref(rb);
