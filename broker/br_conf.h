@@ -64,7 +64,8 @@
       "Leader: a broker that shed queues keeps its lowered queue count this long (Pulsar's "       \
       "name), minutes; 0: counts even out again at once")                                          \
     X(grpcThreads, INT, "1", 1, 64, "gRPC completion-queue threads")                               \
-    X(workerThreads, INT, "2", 1, 64, "Executor threads for queue work")                           \
+    X(workerThreads, INT, "0", 0, 64,                                                              \
+      "Executor threads for queue work (0: on the ledger client's loop thread)")                   \
     X(forwardTimeoutMs, INT, "5000", 100, 600000,                                                  \
       "How long a send may wait for its queue's owner (handover, forwarding), ms")                 \
     X(autoCreateSubscriptionGroup, BOOL, "true", 0, 0,                                             \

@@ -272,7 +272,10 @@ mq_err_t br_server_start(const br_conf_t *conf, br_server_t **out, char *errbuf,
         br_srv_free(srv);
         return err;
     }
-    srv->ex = mq_executor_new("queues", (unsigned)conf->workerThreads);
+    /* workerThreads=0: the queues' work runs on the ledger client's loop,
+     * where their adds and reads complete. */
+    srv->ex = conf->workerThreads == 0 ? lc_client_executor_new(srv->lc, "queues")
+                                       : mq_executor_new("queues", (unsigned)conf->workerThreads);
     srv->slow = mq_executor_new("slow", 2);
     if ((err = br_topics_new(srv->zk, srv->root, &srv->topics)) != MQ_OK ||
         (err = br_groups_new(srv->zk, srv->root, &srv->groups)) != MQ_OK ||

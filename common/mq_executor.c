@@ -3,7 +3,9 @@
  *
  * Each worker owns a mutex protecting its queue and its heap; the worker takes
  * the whole queue in one swap and runs it without the lock, then runs the
- * timers that are due. Timers are kept in a binary min-heap ordered by
+ * timers that are due. A hosted executor has one worker and no thread: its
+ * host (an event loop) calls mq_executor_host_run, which does one such pass,
+ * whenever the wake callback asked for it. Timers are kept in a binary min-heap ordered by
  * deadline, each timer remembering its heap index so that cancel is O(log n).
  */
 #include "mq_executor.h"
@@ -47,6 +49,8 @@ struct mq_executor {
     char name[32];
     unsigned nthreads;
     mq_exec_worker_t *workers;
+    bool hosted; /* one worker, run by host (no thread) */
+    mq_executor_host_t host;
 };
 
 static _Thread_local const mq_exec_worker_t *mq_exec_current;
@@ -197,6 +201,22 @@ void mq_executor_free(mq_executor_t *ex)
     if (!ex) {
         return;
     }
+    if (ex->hosted) {
+        MQ_ASSERT(!ex->host.on_thread(ex->host.ctx));
+        /* The host runs what is queued, then forgets the executor. */
+        ex->host.release(ex->host.ctx, ex);
+        mq_exec_worker_t *w = &ex->workers[0];
+        for (size_t k = 0; k < w->heap_len; k++) {
+            free(w->heap[k]);
+        }
+        MQ_ASSERT(w->head == NULL);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w->heap);
+        free(ex->workers);
+        free(ex);
+        return;
+    }
     for (unsigned i = 0; i < ex->nthreads; i++) {
         mq_exec_worker_t *w = &ex->workers[i];
         MQ_ASSERT(mq_exec_current != w);
@@ -233,6 +253,9 @@ static mq_exec_worker_t *mq_exec_worker_of(const mq_executor_t *ex, uint64_t key
 
 bool mq_executor_on_thread(const mq_executor_t *ex, uint64_t key)
 {
+    if (ex->hosted) {
+        return ex->host.on_thread(ex->host.ctx);
+    }
     return mq_exec_current == mq_exec_worker_of(ex, key);
 }
 
@@ -253,10 +276,13 @@ void mq_executor_submit(mq_executor_t *ex, uint64_t key, mq_task_cb cb, void *ar
     w->tail = t;
     /* The worker only sleeps when its queue is empty, so only that transition
      * needs a wake-up; this keeps the signal off the path of a busy queue. */
-    if (was_empty) {
+    if (was_empty && !ex->hosted) {
         pthread_cond_signal(&w->cond);
     }
     pthread_mutex_unlock(&w->lock);
+    if (was_empty && ex->hosted) {
+        ex->host.wake(ex->host.ctx);
+    }
 }
 
 mq_timer_t *mq_executor_schedule(mq_executor_t *ex, uint64_t key, uint64_t delay_ms, mq_task_cb cb,
@@ -282,10 +308,14 @@ mq_timer_t *mq_executor_schedule_ns(mq_executor_t *ex, uint64_t key, uint64_t de
     t->heap_idx = w->heap_len;
     w->heap[w->heap_len++] = t;
     mq_exec_heap_up(w, t->heap_idx);
-    if (w->heap[0] == t) {
+    bool first = w->heap[0] == t;
+    if (first && !ex->hosted) {
         pthread_cond_signal(&w->cond);
     }
     pthread_mutex_unlock(&w->lock);
+    if (first && ex->hosted) {
+        ex->host.wake(ex->host.ctx);
+    }
     return t;
 }
 
@@ -302,4 +332,58 @@ void mq_timer_cancel(mq_timer_t *timer)
     mq_exec_heap_remove(w, timer->heap_idx);
     pthread_mutex_unlock(&w->lock);
     free(timer);
+}
+
+mq_executor_t *mq_executor_new_hosted(const char *name, const mq_executor_host_t *host)
+{
+    MQ_ASSERT(host && host->wake && host->on_thread && host->release);
+    mq_executor_t *ex = mq_calloc(1, sizeof(*ex));
+    snprintf(ex->name, sizeof(ex->name), "%s", name);
+    ex->nthreads = 1;
+    ex->hosted = true;
+    ex->host = *host;
+    ex->workers = mq_calloc(1, sizeof(*ex->workers));
+    mq_exec_worker_t *w = &ex->workers[0];
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->ex = ex;
+    return ex;
+}
+
+bool mq_executor_host_run(mq_executor_t *ex, uint64_t *next_ns)
+{
+    MQ_ASSERT(ex->hosted);
+    mq_exec_worker_t *w = &ex->workers[0];
+    bool ran = false;
+    uint64_t now = mq_now_ns();
+    pthread_mutex_lock(&w->lock);
+    /* Timers due now, one at a time (a callback may schedule or cancel),
+     * then the tasks queued so far; a timer that falls due meanwhile waits
+     * for the next pass, as tasks submitted meanwhile do (they wake the
+     * host again), so one pass is bounded. */
+    while (w->heap_len > 0 && w->heap[0]->deadline_ns <= now) {
+        mq_timer_t *t = w->heap[0];
+        mq_exec_heap_remove(w, 0);
+        pthread_mutex_unlock(&w->lock);
+        mq_task_cb cb = t->cb;
+        void *targ = t->arg;
+        free(t);
+        cb(targ);
+        ran = true;
+        pthread_mutex_lock(&w->lock);
+    }
+    mq_task_t *list = w->head;
+    w->head = w->tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (list) {
+        mq_task_t *next = list->next;
+        list->cb(list->arg);
+        free(list);
+        list = next;
+        ran = true;
+    }
+    pthread_mutex_lock(&w->lock);
+    *next_ns = w->heap_len > 0 ? w->heap[0]->deadline_ns : 0;
+    pthread_mutex_unlock(&w->lock);
+    return ran;
 }

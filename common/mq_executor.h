@@ -40,6 +40,32 @@ mq_timer_t *mq_executor_schedule(mq_executor_t *ex, uint64_t key, uint64_t delay
 /* The same with a delay in nanoseconds (waits shorter than a millisecond). */
 mq_timer_t *mq_executor_schedule_ns(mq_executor_t *ex, uint64_t key, uint64_t delay_ns,
                                     mq_task_cb cb, void *arg);
+/* --- hosted executors ---------------------------------------------------
+ * An executor of one worker with no thread of its own: a host (an event
+ * loop) runs its tasks and timers on the host's thread. Work handed over on
+ * that thread then costs no wake-up at all, and work from other threads one
+ * wake-up of a thread that is often awake anyway. Submit, schedule, cancel
+ * and on_thread keep their meaning. */
+typedef struct mq_executor_host {
+    /* Any thread, no executor lock held: tasks arrived, or the earliest
+     * timer moved; the host calls mq_executor_host_run on its thread soon
+     * (once for many wakes is enough). */
+    void (*wake)(void *ctx);
+    bool (*on_thread)(const void *ctx);
+    /* From mq_executor_free (not on the host thread): run everything still
+     * queued on the host thread (mq_executor_host_run until it answers
+     * false), then let go of ctx. */
+    void (*release)(void *ctx, mq_executor_t *ex);
+    void *ctx;
+} mq_executor_host_t;
+
+mq_executor_t *mq_executor_new_hosted(const char *name, const mq_executor_host_t *host);
+/* Host thread: runs the due timers and the tasks queued when it started
+ * (tasks they submit wake the host again). *next_ns gets the earliest
+ * pending deadline (mq_now_ns clock), 0 when no timer is pending. Returns
+ * whether it ran anything. */
+bool mq_executor_host_run(mq_executor_t *ex, uint64_t *next_ns);
+
 /* Cancels a timer that has not fired. Call it from the key's thread (then the
  * callback is guaranteed not to run); the handle is freed. */
 void mq_timer_cancel(mq_timer_t *timer);

@@ -103,6 +103,11 @@ mq_err_t lc_client_new(const lc_client_conf_t *conf, lc_client_t **out)
     return MQ_OK;
 }
 
+struct mq_executor *lc_client_executor_new(lc_client_t *cl, const char *name)
+{
+    return mq_net_loop_executor_new(cl->loop, name);
+}
+
 void lc_client_free(lc_client_t *cl)
 {
     if (!cl) {
@@ -262,6 +267,10 @@ static void lc_ledger_copy_md(void *arg)
 mq_err_t lc_ledger_metadata(lc_ledger_t *lh, meta_ledger_t *out)
 {
     lc_md_copy_t c = {lh, out};
+    if (mq_net_loop_on_thread(lh->cl->loop)) {
+        lc_ledger_copy_md(&c);
+        return MQ_OK;
+    }
     mq_net_loop_run_sync(lh->cl->loop, lc_ledger_copy_md, &c);
     return MQ_OK;
 }
@@ -311,6 +320,11 @@ static void lc_ledger_shutdown(void *arg)
 void lc_ledger_free(lc_ledger_t *lh)
 {
     if (!lh) {
+        return;
+    }
+    if (mq_net_loop_on_thread(lh->cl->loop)) {
+        /* A task of the client's executor (lc_client_executor_new). */
+        lc_ledger_shutdown(lh);
         return;
     }
     mq_net_loop_run_sync(lh->cl->loop, lc_ledger_shutdown, lh);

@@ -59,6 +59,12 @@ void lc_client_conf_default(lc_client_conf_t *conf);
 mq_err_t lc_client_new(const lc_client_conf_t *conf, lc_client_t **out);
 /* Every ledger handle must have been freed first. Not from a callback. */
 void lc_client_free(lc_client_t *cl);
+/* An executor whose tasks run on the client's loop thread, where
+ * completions arrive: a caller that keeps its state there answers them
+ * with no thread hand-off. Its tasks must not block nor call the blocking
+ * functions below (they wait for that thread). Free it with
+ * mq_executor_free before lc_client_free. */
+struct mq_executor *lc_client_executor_new(lc_client_t *cl, const char *name);
 zk_client_t *lc_client_zk(lc_client_t *cl);
 
 typedef struct lc_ledger_opts {
@@ -85,7 +91,9 @@ mq_err_t lc_ledger_recover(lc_client_t *cl, uint64_t id, lc_ledger_t **out);
 /* Deletes the metadata (bookies reclaim the space later). */
 mq_err_t lc_ledger_delete(lc_client_t *cl, uint64_t id);
 /* Frees a handle (a writer should close first; pending adds fail with
- * MQ_ECLOSED). Not from a callback. */
+ * MQ_ECLOSED, their callbacks run before this returns when called on the
+ * loop thread). Not from a callback; a task of the client's executor may
+ * (it runs on the loop, outside any callback). */
 void lc_ledger_free(lc_ledger_t *lh);
 
 uint64_t lc_ledger_id(const lc_ledger_t *lh);
@@ -93,7 +101,8 @@ uint64_t lc_ledger_id(const lc_ledger_t *lh);
  * entry when closed). -1 when none. */
 int64_t lc_ledger_lac(lc_ledger_t *lh);
 bool lc_ledger_closed(lc_ledger_t *lh);
-/* A copy of the metadata as this handle knows it (fini it). */
+/* A copy of the metadata as this handle knows it (fini it). Any thread,
+ * the client's executor included. */
 mq_err_t lc_ledger_metadata(lc_ledger_t *lh, meta_ledger_t *out);
 
 /* --- writing -------------------------------------------------------------------- */

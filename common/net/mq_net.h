@@ -67,6 +67,12 @@ void mq_net_loop_run_sync(mq_net_loop_t *loop, mq_task_cb cb, void *arg);
 bool mq_net_loop_on_thread(const mq_net_loop_t *loop);
 /* The libuv loop, for timers and signals of the owner (loop thread only). */
 uv_loop_t *mq_net_loop_uv(mq_net_loop_t *loop);
+/* An executor whose tasks and timers run on the loop thread (see
+ * mq_executor_new_hosted): state owned by its keys and the loop's own
+ * callbacks meet on one thread with no hand-off between them. Its tasks
+ * must never block, and never wait for the loop. Free it with
+ * mq_executor_free (not from the loop), before the loop. */
+mq_executor_t *mq_net_loop_executor_new(mq_net_loop_t *loop, const char *name);
 
 /* A hook runs once on the loop thread at the end of the iteration in which
  * it was armed (after that iteration's I/O callbacks), or before the loop

@@ -24,10 +24,14 @@
  *
  * Threads: post, run_sync, on_thread any thread; the rest on the loop thread.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "mq_log.h"
 #include "mq_net.h"
@@ -63,6 +67,7 @@ struct mq_net_loop {
     mq_net_hook_t hooks;
     mq_net_hook_t running;
     bool idle_active;
+    mq_net_hook_t drain_hook; /* runs tasks posted from the loop thread */
 
     /* Read-buffer pools by size. @locality loop thread */
     struct {
@@ -233,6 +238,11 @@ static void mq_net_loop_async_cb(uv_async_t *async)
     mq_net_loop_drain(async->data);
 }
 
+static void mq_net_loop_drain_hook(mq_net_hook_t *hook)
+{
+    mq_net_loop_drain(MQ_CONTAINER_OF(hook, mq_net_loop_t, drain_hook));
+}
+
 void mq_net_loop_post(mq_net_loop_t *loop, mq_task_cb cb, void *arg)
 {
     pthread_mutex_lock(&loop->mu);
@@ -245,9 +255,14 @@ void mq_net_loop_post(mq_net_loop_t *loop, mq_task_cb cb, void *arg)
     bool wake = loop->ntasks++ == 0;
     pthread_mutex_unlock(&loop->mu);
     /* When the array was not empty, a wake-up is pending already: the drain
-     * empties the array under the same lock. */
+     * empties the array under the same lock. On the loop thread a hook
+     * drains at the end of this iteration: no system call. */
     if (wake) {
-        uv_async_send(&loop->async);
+        if (mq_net_loop_current == loop) {
+            mq_net_loop_arm(loop, &loop->drain_hook);
+        } else {
+            uv_async_send(&loop->async);
+        }
     }
 }
 
@@ -348,6 +363,7 @@ mq_net_loop_t *mq_net_loop_new(const char *name)
     pthread_mutex_init(&loop->mu, NULL);
     mq_net_hook_list_init(&loop->hooks);
     mq_net_hook_list_init(&loop->running);
+    mq_net_hook_init(&loop->drain_hook, mq_net_loop_drain_hook);
 
     int rc = uv_loop_init(&loop->uv);
     if (rc != 0) {
@@ -401,4 +417,145 @@ void mq_net_loop_free(mq_net_loop_t *loop)
     free(loop->tasks);
     free(loop->run);
     free(loop);
+}
+
+/* --- an executor hosted by the loop --------------------------------------- */
+
+/* The executor's tasks run from a hook (work handed over on the loop
+ * thread: no system call) or from a posted task (other threads: one
+ * uv_async wake-up, shared with the loop's other posts); its timers from a
+ * timerfd, which keeps the executor's microsecond deadlines where libuv's
+ * own timers round to milliseconds. */
+typedef struct mq_net_exec {
+    mq_net_loop_t *loop;
+    mq_executor_t *ex;
+    mq_net_hook_t hook;
+    atomic_bool posted;
+    int tfd;
+    uv_poll_t poll;
+    uint64_t armed_ns; /* deadline the timerfd holds, 0: none */
+} mq_net_exec_t;
+
+static void mq_net_exec_run(mq_net_exec_t *ne)
+{
+    uint64_t next = 0;
+    mq_executor_host_run(ne->ex, &next);
+    if (next == ne->armed_ns) {
+        return;
+    }
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    if (next != 0) {
+        its.it_value.tv_sec = (time_t)(next / 1000000000ull);
+        its.it_value.tv_nsec = (long)(next % 1000000000ull);
+    }
+    if (timerfd_settime(ne->tfd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+        MQ_LOG_ERROR("timerfd_settime failed loop=%s errno=%d", ne->loop->name, errno);
+        abort();
+    }
+    ne->armed_ns = next;
+}
+
+static void mq_net_exec_hook(mq_net_hook_t *hook)
+{
+    mq_net_exec_run(MQ_CONTAINER_OF(hook, mq_net_exec_t, hook));
+}
+
+static void mq_net_exec_posted(void *arg)
+{
+    mq_net_exec_t *ne = arg;
+    atomic_store(&ne->posted, false);
+    mq_net_exec_run(ne);
+}
+
+static void mq_net_exec_timer(uv_poll_t *poll, int status, int events)
+{
+    MQ_UNUSED(status);
+    MQ_UNUSED(events);
+    mq_net_exec_t *ne = poll->data;
+    uint64_t expirations;
+    /* EAGAIN after a re-arm that moved the deadline: nothing is due. */
+    if (read(ne->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
+        MQ_LOG_WARN("timerfd read failed loop=%s errno=%d", ne->loop->name, errno);
+    }
+    ne->armed_ns = 0;
+    mq_net_exec_run(ne);
+}
+
+static void mq_net_exec_wake(void *ctx)
+{
+    mq_net_exec_t *ne = ctx;
+    if (mq_net_loop_on_thread(ne->loop)) {
+        mq_net_loop_arm(ne->loop, &ne->hook);
+    } else if (!atomic_exchange(&ne->posted, true)) {
+        mq_net_loop_post(ne->loop, mq_net_exec_posted, ne);
+    }
+}
+
+static bool mq_net_exec_on_thread(const void *ctx)
+{
+    const mq_net_exec_t *ne = ctx;
+    return mq_net_loop_on_thread(ne->loop);
+}
+
+static void mq_net_exec_closed(uv_handle_t *handle)
+{
+    mq_net_exec_t *ne = handle->data;
+    close(ne->tfd);
+    free(ne);
+}
+
+static void mq_net_exec_release_task(void *arg)
+{
+    mq_net_exec_t *ne = arg;
+    uint64_t next;
+    /* Everything queued, and what it queues in turn; pending timers are
+     * dropped with the executor. */
+    while (mq_executor_host_run(ne->ex, &next)) {
+    }
+    mq_net_loop_disarm(ne->loop, &ne->hook);
+    uv_poll_stop(&ne->poll);
+    uv_close((uv_handle_t *)&ne->poll, mq_net_exec_closed);
+}
+
+static void mq_net_exec_release(void *ctx, mq_executor_t *ex)
+{
+    mq_net_exec_t *ne = ctx;
+    MQ_UNUSED(ex);
+    mq_net_loop_run_sync(ne->loop, mq_net_exec_release_task, ne);
+    /* A task posted by a wake before the release ran may still be queued
+     * on the loop: it must not find ne freed. The close callback frees ne
+     * on a later iteration, after that task (posted earlier) has run. */
+}
+
+static void mq_net_exec_start_task(void *arg)
+{
+    mq_net_exec_t *ne = arg;
+    MQ_ASSERT(uv_poll_init(&ne->loop->uv, &ne->poll, ne->tfd) == 0);
+    ne->poll.data = ne;
+    MQ_ASSERT(uv_poll_start(&ne->poll, UV_READABLE, mq_net_exec_timer) == 0);
+    /* Idle timers must not keep the loop from stopping. */
+    uv_unref((uv_handle_t *)&ne->poll);
+}
+
+mq_executor_t *mq_net_loop_executor_new(mq_net_loop_t *loop, const char *name)
+{
+    MQ_ASSERT(!mq_net_loop_on_thread(loop));
+    mq_net_exec_t *ne = mq_calloc(1, sizeof(*ne));
+    ne->loop = loop;
+    mq_net_hook_init(&ne->hook, mq_net_exec_hook);
+    atomic_init(&ne->posted, false);
+    ne->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ne->tfd < 0) {
+        MQ_LOG_ERROR("timerfd_create failed loop=%s errno=%d", loop->name, errno);
+        abort();
+    }
+    mq_net_loop_run_sync(loop, mq_net_exec_start_task, ne);
+    mq_executor_host_t host = {
+        .wake = mq_net_exec_wake,
+        .on_thread = mq_net_exec_on_thread,
+        .release = mq_net_exec_release,
+        .ctx = ne,
+    };
+    ne->ex = mq_executor_new_hosted(name, &host);
+    return ne->ex;
 }
