@@ -5,8 +5,9 @@
  * the whole queue in one swap and runs it without the lock, then runs the
  * timers that are due. A hosted executor has one worker and no thread: its
  * host (an event loop) calls mq_executor_host_run, which does one such pass,
- * whenever the wake callback asked for it. Timers are kept in a binary min-heap ordered by
- * deadline, each timer remembering its heap index so that cancel is O(log n).
+ * whenever the wake callback asked for it. Timers are kept in a binary
+ * min-heap ordered by deadline, each timer remembering its heap index so
+ * that cancel is O(log n).
  */
 #include "mq_executor.h"
 
@@ -109,6 +110,38 @@ static void mq_exec_heap_remove(mq_exec_worker_t *w, size_t i)
     }
 }
 
+/* @locks w->lock, held on return too. Fires the earliest timer without the
+ * lock, so that its callback may schedule or cancel other timers. */
+static void mq_exec_fire_first(mq_exec_worker_t *w)
+{
+    mq_timer_t *t = w->heap[0];
+    mq_exec_heap_remove(w, 0);
+    pthread_mutex_unlock(&w->lock);
+    mq_task_cb cb = t->cb;
+    void *targ = t->arg;
+    free(t);
+    cb(targ);
+    pthread_mutex_lock(&w->lock);
+}
+
+/* @locks w->lock, held on return too. Takes the whole queue in one swap
+ * and runs it without the lock; returns whether there was anything. */
+static bool mq_exec_run_queued(mq_exec_worker_t *w)
+{
+    mq_task_t *list = w->head;
+    w->head = w->tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    bool ran = list != NULL;
+    while (list) {
+        mq_task_t *next = list->next;
+        list->cb(list->arg);
+        free(list);
+        list = next;
+    }
+    pthread_mutex_lock(&w->lock);
+    return ran;
+}
+
 static void *mq_exec_run(void *arg)
 {
     mq_exec_worker_t *w = arg;
@@ -123,27 +156,11 @@ static void *mq_exec_run(void *arg)
         /* Fire due timers first, one at a time, releasing the lock so the
          * callback may schedule or cancel other timers. */
         if (w->heap_len > 0 && w->heap[0]->deadline_ns <= now) {
-            mq_timer_t *t = w->heap[0];
-            mq_exec_heap_remove(w, 0);
-            pthread_mutex_unlock(&w->lock);
-            mq_task_cb cb = t->cb;
-            void *targ = t->arg;
-            free(t);
-            cb(targ);
-            pthread_mutex_lock(&w->lock);
+            mq_exec_fire_first(w);
             continue;
         }
         if (w->head) {
-            mq_task_t *list = w->head;
-            w->head = w->tail = NULL;
-            pthread_mutex_unlock(&w->lock);
-            while (list) {
-                mq_task_t *next = list->next;
-                list->cb(list->arg);
-                free(list);
-                list = next;
-            }
-            pthread_mutex_lock(&w->lock);
+            mq_exec_run_queued(w);
             continue;
         }
         if (w->stopping) {
@@ -362,27 +379,12 @@ bool mq_executor_host_run(mq_executor_t *ex, uint64_t *next_ns)
      * for the next pass, as tasks submitted meanwhile do (they wake the
      * host again), so one pass is bounded. */
     while (w->heap_len > 0 && w->heap[0]->deadline_ns <= now) {
-        mq_timer_t *t = w->heap[0];
-        mq_exec_heap_remove(w, 0);
-        pthread_mutex_unlock(&w->lock);
-        mq_task_cb cb = t->cb;
-        void *targ = t->arg;
-        free(t);
-        cb(targ);
-        ran = true;
-        pthread_mutex_lock(&w->lock);
-    }
-    mq_task_t *list = w->head;
-    w->head = w->tail = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (list) {
-        mq_task_t *next = list->next;
-        list->cb(list->arg);
-        free(list);
-        list = next;
+        mq_exec_fire_first(w);
         ran = true;
     }
-    pthread_mutex_lock(&w->lock);
+    if (mq_exec_run_queued(w)) {
+        ran = true;
+    }
     *next_ns = w->heap_len > 0 ? w->heap[0]->deadline_ns : 0;
     pthread_mutex_unlock(&w->lock);
     return ran;
